@@ -1,0 +1,93 @@
+"""Automatic device choice, seeding and deterministic mode.
+
+Every chapter starts with ``device = pick_device(device)`` and ``seed_everything(seed)``
+so that its stored outputs can be reproduced on the same kind of machine.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["pick_device", "seed_everything", "deterministic", "generator"]
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """Return the device to run on.
+
+    Args:
+        device: ``None`` for automatic choice (cuda, then mps, then cpu), or any
+            string or :class:`torch.device` that torch accepts (``"cpu"``, ``"cuda:1"``).
+
+    Returns:
+        The :class:`torch.device`.
+
+    Raises:
+        TypeError: ``device`` is neither ``None``, a string nor a ``torch.device``.
+        ValueError: the named device is not available on this machine.
+
+    Example:
+        >>> pick_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={str(device)!r} was asked for but MPS is not available here")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (all devices') random number generators.
+
+    Args:
+        seed: a non-negative integer.
+
+    Raises:
+        TypeError: ``seed`` is not an int.
+        ValueError: ``seed`` is negative.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def deterministic(enabled: bool = True) -> None:
+    """Ask torch for deterministic kernels (slower on GPU; used by the tests).
+
+    Args:
+        enabled: turn deterministic algorithms on or off.
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = not enabled
+
+
+def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A fresh :class:`torch.Generator` seeded with ``seed`` on ``device``.
+
+    Task generators and initialisers take one so that their draws do not
+    depend on (or disturb) the global random state.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(seed)
+    return gen
