@@ -14,8 +14,9 @@ from torch import nn
 
 from orthobook import _checks
 from orthobook import init as _init
+from orthobook.householder import householder_product
 
-__all__ = ["Recurrence", "Plain", "margin_singular_values"]
+__all__ = ["Recurrence", "Plain", "margin_singular_values", "HouseholderSVD", "HouseholderSVDLinear"]
 
 _PLAIN_INITS = ("glorot", "orthogonal", "identity")
 
@@ -103,3 +104,156 @@ def margin_singular_values(p: torch.Tensor, margin: float) -> torch.Tensor:
     _checks.floating(p, "p")
     m = _checks.non_negative_float(margin, "margin")
     return 2.0 * m * (torch.sigmoid(p) - 0.5) + 1.0
+
+
+# Note [Householder SVD reach]
+# ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+# Each reflector has determinant −1, so U = H(u₁)…H(u_k) and V = H(v₁)…H(v_k) both have
+# determinant (−1)^k and a square W = U diag(s) Vᵀ always has det W = ∏ s > 0. With k = n,
+# U and V each range over a whole component of O(n) (every orthogonal matrix is a product
+# of at most n reflectors, and H(u)H(u) = I pads a shorter product to the same parity), so
+# W ranges over *all* matrices with positive determinant whose singular values lie in the
+# margin band. The other half, det W < 0, is out of reach of any continuous parametrisation
+# from a connected parameter space: reaching it takes a fixed ±1 sign (one row of U flipped),
+# a discrete choice that gradient descent could not make anyway. A rectangular W
+# (out ≠ in) has no such restriction: the larger factor has room for one more reflector
+# that leaves its first min(out, in) columns alone.
+
+
+class HouseholderSVD(Recurrence):
+    """Spectral-RNN's recurrent matrix ``W = U diag(s) Vᵀ`` with Householder factors.
+
+    ``U = H(u₁) … H(u_k)`` and ``V = H(v₁) … H(v_k)`` are products of ``k`` reflectors
+    built in the compact WY form (Book: Eq. (hh-wy)); ``s = 2m(σ(p) − ½) + 1`` keeps every
+    singular value of ``W`` in ``(1 − m, 1 + m)`` (Book: Eq. (sm-margin)), so
+    ``W = U diag(s) Vᵀ`` (Book: Eq. (hh-svd); Zhang, Lei & Dhillon 2018). With ``k = n``
+    the parametrisation reaches every ``W`` with ``det W > 0`` and singular values in the
+    band (Note [Householder SVD reach]). The reflector vectors start Gaussian and ``p`` at
+    0, so the initial ``W`` is orthogonal.
+
+    Parameters: ``U_vectors: (n, k)``, ``V_vectors: (n, k)``, ``p: (n,)``. ``forward()``
+    does not check for a zero reflector vector (that would synchronise the device every
+    step); a zero vector, a measure-zero event, makes ``W`` NaN.
+
+    Args:
+        hidden_size: n.
+        reflectors: k with 1 ≤ k ≤ n reflectors per factor (default n).
+        margin: m ≥ 0; ``m = 0`` makes ``W`` exactly orthogonal.
+        generator: optional generator for a reproducible initial draw.
+
+    Example:
+        >>> rec = HouseholderSVD(8, margin=0.1, generator=torch.Generator().manual_seed(0))
+        >>> W = rec()
+        >>> W.shape
+        torch.Size([8, 8])
+        >>> bool(((rec.singular_values() - 1).abs() <= 0.1).all())
+        True
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        reflectors: int | None = None,
+        margin: float = 0.01,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
+        self.margin = _checks.non_negative_float(margin, "margin")
+        self.U_vectors, self.V_vectors, self.p = _householder_svd_parameters(
+            hidden_size, hidden_size, reflectors, generator
+        )
+
+    def forward(self) -> torch.Tensor:
+        """``W: (n, n) = U diag(s) Vᵀ`` (Book: Eq. (hh-svd))."""
+        return _householder_svd(self.U_vectors, self.V_vectors, self.singular_values())
+
+    def singular_values(self) -> torch.Tensor:
+        """``s: (n,)``, the singular values of ``W`` (unsorted; Book: Eq. (sm-margin))."""
+        return margin_singular_values(self.p, self.margin)
+
+    def extra_repr(self) -> str:
+        return f"hidden_size={self.hidden_size}, reflectors={self.U_vectors.shape[1]}, margin={self.margin}"
+
+
+class HouseholderSVDLinear(nn.Module):
+    """A linear layer ``y = x Wᵀ + b`` whose ``W: (out, in)`` is a Householder SVD.
+
+    ``W = U[:, :r] diag(s) V[:, :r]ᵀ`` with ``r = min(out, in)``, ``U = H(u₁) … H(u_k)``
+    (out × out), ``V = H(v₁) … H(v_k)`` (in × in) and ``s = 2m(σ(p) − ½) + 1``: all ``r``
+    singular values of ``W`` lie in ``(1 − m, 1 + m)`` (Book: Eq. (hh-svd), Eq. (sm-margin)).
+    Spectral-RNN's parametrisation for the rectangular weights of an MLP; only the thin
+    factors are built (Book: Eq. (hh-wy)).
+
+    Args:
+        in_features: number of inputs.
+        out_features: number of outputs.
+        bias: learn an additive bias ``b: (out,)`` (initialised to zero).
+        reflectors: k with 1 ≤ k ≤ min(out, in) reflectors per factor (default
+            min(out, in)).
+        margin: m ≥ 0.
+        generator: optional generator for a reproducible initial draw.
+
+    Example:
+        >>> layer = HouseholderSVDLinear(6, 3)
+        >>> layer(torch.randn(5, 6)).shape
+        torch.Size([5, 3])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        reflectors: int | None = None,
+        margin: float = 0.01,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = _checks.positive_int(in_features, "in_features")
+        self.out_features = _checks.positive_int(out_features, "out_features")
+        self.margin = _checks.non_negative_float(margin, "margin")
+        self.U_vectors, self.V_vectors, self.p = _householder_svd_parameters(
+            out_features, in_features, reflectors, generator
+        )
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """``W: (out, in) = U[:, :r] diag(s) V[:, :r]ᵀ`` (Book: Eq. (hh-svd))."""
+        return _householder_svd(self.U_vectors, self.V_vectors, self.singular_values())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``y: (..., out) = x Wᵀ + b`` for ``x: (..., in)``."""
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def singular_values(self) -> torch.Tensor:
+        """``s: (min(out, in),)``, the singular values of ``W`` (unsorted)."""
+        return margin_singular_values(self.p, self.margin)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"reflectors={self.U_vectors.shape[1]}, margin={self.margin}, bias={self.bias is not None}"
+        )
+
+
+def _householder_svd_parameters(
+    n_out: int, n_in: int, reflectors: int | None, generator: torch.Generator | None
+) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter]:
+    r = min(n_out, n_in)
+    k = r if reflectors is None else _checks.positive_int(reflectors, "reflectors")
+    if k > r:
+        raise ValueError(f"reflectors must satisfy 1 <= reflectors <= {r}, got {k}")
+    U_vectors = torch.randn(n_out, k, generator=generator)
+    V_vectors = torch.randn(n_in, k, generator=generator)
+    return nn.Parameter(U_vectors), nn.Parameter(V_vectors), nn.Parameter(torch.zeros(r))
+
+
+def _householder_svd(U_vectors: torch.Tensor, V_vectors: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    r = s.shape[0]
+    U = householder_product(U_vectors, columns=r, check=False)
+    V = householder_product(V_vectors, columns=r, check=False)
+    return (U * s) @ V.mT

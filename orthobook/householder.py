@@ -1,0 +1,257 @@
+"""Householder reflectors and their fast products.
+
+A reflector ``H(u) = I − 2 u uᵀ / ‖u‖²`` (Book: Eq. (hh-reflector)) mirrors space in the
+hyperplane orthogonal to ``u``. A product of ``k`` reflectors is orthogonal by construction,
+and with ``k = n`` such products cover a whole connected component of O(n) (Book:
+Eq. (hh-cartan)), which is why Spectral-RNN (Zhang, Lei & Dhillon 2018) parametrises the
+singular vectors of ``W`` with them.
+
+Throughout, the reflector vectors are the columns of ``V: (n, k)``: unnormalised and
+non-zero, ``u_i = V[:, i]``. Products are taken left to right,
+``Q = H(u₁) H(u₂) … H(u_k)``, so ``Q x = H(u₁)(H(u₂)(… H(u_k) x))``: the *last*
+reflector acts first. Nothing here forms ``Q`` one reflector at a time; see
+Note [compact WY].
+"""
+
+from __future__ import annotations
+
+import torch
+
+from orthobook import _checks
+
+__all__ = ["reflector", "apply_reflectors", "householder_product", "recover_reflectors"]
+
+
+# Note [compact WY]
+# ~~~~~~~~~~~~~~~~~
+# Claim: for U = [u₁ … u_k] (n × k, non-zero columns, not necessarily normalised),
+#
+#     H(u₁) H(u₂) … H(u_k) = I − U S⁻¹ Uᵀ,   S = striu(UᵀU) + ½ diag(UᵀU),      (hh-wy)
+#
+# where striu keeps the strictly upper triangle. S is upper triangular with diagonal
+# ½‖u_i‖² > 0, so it is invertible, and S + Sᵀ = UᵀU.
+#
+# Proof by induction on k. For k = 1, S = ½‖u₁‖² and I − U S⁻¹ Uᵀ = H(u₁). Step: write
+# U = [U' u], assume Q' = I − U' S'⁻¹ U'ᵀ, and multiply by H(u) = I − τ u uᵀ, τ = 2/‖u‖²:
+#
+#     Q' H(u) = I − U' S'⁻¹ U'ᵀ − τ u uᵀ + τ U' S'⁻¹ (U'ᵀ u) uᵀ.
+#
+# The new S is block upper triangular, S = [[S', U'ᵀu], [0, 1/τ]], whose inverse is
+# [[S'⁻¹, −τ S'⁻¹ U'ᵀ u], [0, τ]]; expanding U S⁻¹ Uᵀ with it gives exactly the three
+# terms above. (This is the "UT transform" of Joffrain et al. 2006; LAPACK stores T = S⁻¹.)
+#
+# Orthogonality can also be read off directly, for any U with non-zero columns:
+# QᵀQ = I − U S⁻ᵀ (S + Sᵀ − UᵀU) S⁻¹ Uᵀ = I.
+#
+# Cost: one GEMM for G = UᵀU (n k²), one triangular solve X = U S⁻¹ (n k²), one GEMM for
+# X Uᵀ (n² k). The thin product needs only the first p columns of Q,
+# Q[:, :p] = I[:, :p] − X (U[:p, :])ᵀ (n k p), and applying Q to m vectors is
+# X − U S⁻¹ (Uᵀ X) (n k m + k² m): never more than O(n k) work per column once S⁻¹ is
+# at hand. All of it is BLAS-3 and differentiable by autograd, which is what makes it
+# much faster than the reflector-by-reflector loop of torch.linalg.householder_product and
+# its backward.
+
+
+def reflector(u: torch.Tensor) -> torch.Tensor:
+    """The Householder reflector ``H(u) = I − 2 u uᵀ / ‖u‖²`` as a dense matrix.
+
+    ``H(u)`` is symmetric, orthogonal, an involution (``H² = I``) and has determinant −1
+    (Book: Eq. (hh-reflector)). Meant for teaching and tests; products of reflectors go
+    through :func:`householder_product`.
+
+    Args:
+        u: (n,) non-zero floating-point vector; its scale does not matter.
+
+    Returns:
+        ``H``: (n, n), same dtype and device as ``u``.
+
+    Raises:
+        TypeError: ``u`` is not a floating-point tensor.
+        ValueError: ``u`` is not a non-empty vector, or ``u`` is zero.
+
+    Example:
+        >>> reflector(torch.tensor([1.0, 0.0]))
+        tensor([[-1.,  0.],
+                [ 0.,  1.]])
+    """
+    _checks.floating(u, "u")
+    if u.dim() != 1 or u.shape[0] == 0:
+        raise ValueError(f"u must be a non-empty vector of shape (n,), got shape {tuple(u.shape)}")
+    norm2 = u @ u
+    if norm2 == 0:
+        raise ValueError("u must be non-zero: H(0) is undefined")
+    return torch.eye(u.shape[0], dtype=u.dtype, device=u.device) - (2.0 / norm2) * torch.outer(u, u)
+
+
+def householder_product(
+    V: torch.Tensor, *, columns: int | None = None, check: bool = True
+) -> torch.Tensor:
+    """The product ``Q = H(u₁) H(u₂) … H(u_k)`` of the reflectors with vectors ``V[:, i]``.
+
+    Computed in the compact WY form ``Q = I − U S⁻¹ Uᵀ`` with
+    ``S = striu(UᵀU) + ½ diag(UᵀU)`` (Book: Eq. (hh-wy); Note [compact WY]): two GEMMs and
+    one triangular solve, differentiable. With ``columns=p`` only the thin factor
+    ``Q[:, :p]`` is built, in O(n k p) work.
+
+    Args:
+        V: (..., n, k) floating-point tensor whose columns are the non-zero, unnormalised
+            reflector vectors ``u₁ … u_k``; leading dimensions are a batch. ``k = 0`` gives
+            the identity.
+        columns: ``p`` with 1 ≤ p ≤ n to return only the first ``p`` columns of ``Q``;
+            ``None`` (default) returns all of ``Q``.
+        check: raise if a reflector vector is zero. The check reads one value back from the
+            device (a synchronisation on a GPU); with ``check=False`` a zero vector silently
+            yields NaN.
+
+    Returns:
+        ``Q``: (..., n, n), or (..., n, p) with ``columns=p``; orthogonal (orthonormal
+        columns) to working precision.
+
+    Raises:
+        TypeError: ``V`` is not a floating-point tensor, or ``columns`` is not an int.
+        ValueError: ``V`` has fewer than 2 dimensions or ``n = 0``, ``columns`` is out of
+            range, or (with ``check``) some column of ``V`` is zero.
+
+    Example:
+        >>> V = torch.randn(5, 3, dtype=torch.float64)
+        >>> Q = householder_product(V)
+        >>> torch.allclose(Q.T @ Q, torch.eye(5, dtype=torch.float64))
+        True
+        >>> householder_product(V, columns=2).shape
+        torch.Size([5, 2])
+    """
+    _check_vectors(V, "V")
+    n = V.shape[-2]
+    if columns is not None:
+        _checks.positive_int(columns, "columns")
+        if columns > n:
+            raise ValueError(f"columns must satisfy 1 <= columns <= n = {n}, got {columns}")
+    p = n if columns is None else columns
+    X = _right_solve(V, check)
+    eye = torch.eye(n, p, dtype=V.dtype, device=V.device)
+    return eye - X @ V[..., :p, :].mT
+
+
+def apply_reflectors(
+    V: torch.Tensor, X: torch.Tensor, *, transpose: bool = False, check: bool = True
+) -> torch.Tensor:
+    """Apply ``Q = H(u₁) … H(u_k)`` (or ``Qᵀ``) to vectors without forming ``Q``.
+
+    ``Q X = H(u₁)(H(u₂)(… H(u_k) X))`` is evaluated as ``X − U S⁻¹ (Uᵀ X)`` and
+    ``Qᵀ X = H(u_k)(… H(u₁) X)`` as ``X − U S⁻ᵀ (Uᵀ X)`` (Book: Eq. (hh-wy)): O(n k) work per
+    column of ``X`` plus O(n k²) once for ``S``.
+
+    Args:
+        V: (..., n, k) reflector vectors as columns, as in :func:`householder_product`.
+        X: (..., n, m) or (n,) vectors to transform, same dtype as ``V``; batch dimensions
+            broadcast with those of ``V``.
+        transpose: apply ``Qᵀ = H(u_k) … H(u₁)`` (the inverse of ``Q``) instead of ``Q``.
+        check: raise if a reflector vector is zero (a device synchronisation; see
+            :func:`householder_product`).
+
+    Returns:
+        ``Q X`` (or ``Qᵀ X``): the shape of ``X`` broadcast with the batch of ``V``.
+
+    Raises:
+        TypeError: ``V`` or ``X`` is not a floating-point tensor, or their dtypes differ.
+        ValueError: the shapes do not fit, or (with ``check``) a column of ``V`` is zero.
+
+    Example:
+        >>> V, X = torch.randn(6, 2), torch.randn(6, 3)
+        >>> Y = apply_reflectors(V, X)
+        >>> torch.allclose(apply_reflectors(V, Y, transpose=True), X, atol=1e-5)
+        True
+    """
+    _check_vectors(V, "V")
+    _checks.floating(X, "X")
+    if X.dtype != V.dtype:
+        raise TypeError(f"X must have the dtype of V ({V.dtype}), got {X.dtype}")
+    n = V.shape[-2]
+    if X.dim() == 0 or X.shape[-2 if X.dim() > 1 else 0] != n:
+        raise ValueError(f"X must have shape (..., {n}, m) or ({n},), got {tuple(X.shape)}")
+    vector = X.dim() == 1
+    Y = X.unsqueeze(-1) if vector else X
+    S = _wy_matrix(V, check)
+    C = torch.linalg.solve_triangular(S.mT if transpose else S, V.mT @ Y, upper=not transpose)
+    Z = Y - V @ C
+    return Z.squeeze(-1) if vector else Z
+
+
+def recover_reflectors(Q: torch.Tensor) -> torch.Tensor:
+    """Reflector vectors ``u₁ … u_m`` (m ≤ n) with ``Q = H(u₁) … H(u_m)`` exactly.
+
+    The constructive proof that every orthogonal matrix is a product of at most ``n``
+    reflectors (Book: Eq. (hh-cartan)): Householder QR that maps each working column ``x``
+    onto ``+‖x‖ e_j`` with ``u = x − ‖x‖ e_j`` (Parlett's cancellation-free form of the
+    first entry), skipping the step when ``x`` already equals ``‖x‖ e_j``. Because ``Q`` is
+    orthogonal, the triangular factor that remains is the identity, so no sign matrix is
+    left over; ``det Q = (−1)^m``.
+
+    Args:
+        Q: (n, n) orthogonal floating-point matrix (``‖QᵀQ − I‖₂ ≤ √eps`` of its dtype).
+
+    Returns:
+        ``V``: (n, m), unit columns with ``V[:j, j] = 0`` for the step ``j`` that produced
+        them, such that ``householder_product(V)`` rebuilds ``Q`` to working precision.
+
+    Raises:
+        TypeError: ``Q`` is not a floating-point tensor.
+        ValueError: ``Q`` is not square or not orthogonal.
+
+    Example:
+        >>> V = recover_reflectors(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+        >>> V.shape  # a swap of two coordinates is one reflection
+        torch.Size([2, 1])
+    """
+    _checks.square(Q, "Q")
+    n = Q.shape[0]
+    eye = torch.eye(n, dtype=Q.dtype, device=Q.device)
+    error = torch.linalg.matrix_norm(Q.mT @ Q - eye, ord=2)
+    if not error <= torch.finfo(Q.dtype).eps ** 0.5:
+        raise ValueError(f"Q must be orthogonal, got ‖QᵀQ − I‖₂ = {error.item():.3g}")
+    A = Q.detach().clone()
+    vectors = []
+    for j in range(n):
+        u = _reflector_onto_axis(A[j:, j])
+        if u is None:
+            continue
+        A[j:, j:] -= 2.0 * torch.outer(u, u @ A[j:, j:])
+        vectors.append(torch.cat([u.new_zeros(j), u]))
+    if not vectors:
+        return Q.new_zeros(n, 0)
+    return torch.stack(vectors, dim=1)
+
+
+def _reflector_onto_axis(x: torch.Tensor) -> torch.Tensor | None:
+    """Unit ``u`` with ``H(u) x = ‖x‖ e₁``, or None when ``x`` is already ``‖x‖ e₁``."""
+    tail2 = x[1:] @ x[1:]
+    if tail2 == 0 and x[0] >= 0:
+        return None
+    norm = torch.sqrt(x[0] ** 2 + tail2)
+    # x₀ − ‖x‖ cancels when x₀ > 0; x₀² − ‖x‖² = −‖x_tail‖² gives it without cancellation.
+    head = -tail2 / (x[0] + norm) if x[0] > 0 else x[0] - norm
+    u = torch.cat([head.reshape(1), x[1:]])
+    return u / torch.linalg.vector_norm(u)
+
+
+def _check_vectors(V: object, name: str) -> None:
+    _checks.floating(V, name)
+    if V.dim() < 2 or V.shape[-2] == 0:
+        raise ValueError(
+            f"{name} must have shape (..., n, k) with n >= 1 (reflector vectors as columns), "
+            f"got shape {tuple(V.shape)}"
+        )
+
+
+def _wy_matrix(V: torch.Tensor, check: bool) -> torch.Tensor:
+    """``S = striu(VᵀV) + ½ diag(VᵀV)`` of Note [compact WY]."""
+    G = V.mT @ V
+    d = torch.diagonal(G, dim1=-2, dim2=-1)
+    if check and bool((d == 0).any()):
+        raise ValueError("every reflector vector (column of V) must be non-zero; H(0) is undefined")
+    return G.triu() - 0.5 * torch.diag_embed(d)
+
+
+def _right_solve(V: torch.Tensor, check: bool) -> torch.Tensor:
+    """``U S⁻¹`` of Note [compact WY], shape (..., n, k)."""
+    return torch.linalg.solve_triangular(_wy_matrix(V, check), V, upper=True, left=False)

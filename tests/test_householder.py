@@ -1,0 +1,252 @@
+"""Tests for orthobook.householder: reflectors (Book: Eq. (hh-reflector)), their compact WY
+product (Book: Eq. (hh-wy)) and the reflector decomposition of O(n) (Book: Eq. (hh-cartan))."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orthobook.householder import apply_reflectors, householder_product, recover_reflectors, reflector
+from orthobook.init import orthogonal
+
+F64 = torch.float64
+SHAPES = [(1, 1), (5, 1), (6, 3), (7, 7), (4, 6)]  # (n, k): k < n, k = n and k > n
+
+
+def tol(n: int, dtype: torch.dtype) -> float:
+    return 10 * n * torch.finfo(dtype).eps
+
+
+def gaussian(*shape: int, seed: int = 0, dtype: torch.dtype = F64) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def naive_product(V: torch.Tensor) -> torch.Tensor:
+    """The float64 oracle: H(u₁) H(u₂) … H(u_k), one explicit reflector at a time."""
+    Q = torch.eye(V.shape[0], dtype=V.dtype)
+    for i in range(V.shape[1]):
+        Q = Q @ reflector(V[:, i])
+    return Q
+
+
+def orthogonality_error(Q: torch.Tensor) -> float:
+    eye = torch.eye(Q.shape[-1], dtype=Q.dtype)
+    return torch.linalg.matrix_norm(Q.mT @ Q - eye, ord=2).item()
+
+
+# Reflectors: Book: Eq. (hh-reflector)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_reflector_is_symmetric_orthogonal_involution_with_det_minus_one(n: int) -> None:
+    u = gaussian(n, seed=n)
+    H = reflector(u)
+    eye = torch.eye(n, dtype=F64)
+    assert torch.allclose(H, H.T, rtol=0, atol=tol(n, F64))
+    assert torch.allclose(H.T @ H, eye, rtol=0, atol=tol(n, F64))
+    assert torch.allclose(H @ H, eye, rtol=0, atol=tol(n, F64))
+    assert torch.linalg.det(H).item() == pytest.approx(-1.0, abs=tol(n, F64))
+
+
+def test_reflector_flips_u_and_fixes_its_orthogonal_complement() -> None:
+    u, w = gaussian(6, seed=1), gaussian(6, seed=2)
+    w = w - (w @ u) / (u @ u) * u
+    H = reflector(u)
+    assert torch.allclose(H @ u, -u, rtol=0, atol=tol(6, F64) * u.norm().item())
+    assert torch.allclose(H @ w, w, rtol=0, atol=tol(6, F64) * w.norm().item())
+
+
+def test_reflector_is_scale_invariant() -> None:
+    u = gaussian(5)
+    assert torch.allclose(reflector(u), reflector(-3.5 * u), rtol=0, atol=tol(5, F64))
+
+
+def test_reflector_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="u must be non-zero"):
+        reflector(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"u must be a non-empty vector of shape \(n,\)"):
+        reflector(torch.ones(2, 2))
+    with pytest.raises(TypeError, match="u must be a floating-point tensor"):
+        reflector(torch.ones(3, dtype=torch.int64))
+
+
+# Compact WY product: Book: Eq. (hh-wy)
+
+
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+def test_product_matches_reflectors_one_at_a_time(n: int, k: int) -> None:
+    V = gaussian(n, k, seed=n + k)
+    assert torch.allclose(householder_product(V), naive_product(V), rtol=0, atol=tol(n, F64))
+
+
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+def test_thin_product_is_the_leading_columns(n: int, k: int) -> None:
+    V = gaussian(n, k, seed=n * k)
+    Q = naive_product(V)
+    for p in sorted({1, (n + 1) // 2, n}):
+        thin = householder_product(V, columns=p)
+        assert thin.shape == (n, p)
+        assert torch.allclose(thin, Q[:, :p], rtol=0, atol=tol(n, F64))
+
+
+@pytest.mark.parametrize(("n", "k"), [(5, 1), (6, 3), (7, 7)])
+def test_product_matches_torch_linalg_householder_product(n: int, k: int) -> None:
+    # LAPACK form: unit diagonal, zeros above it, and τ = 2/‖v‖² makes H = I − τ v vᵀ = H(v).
+    A = gaussian(n, n, seed=k).tril(-1) + torch.eye(n, dtype=F64)
+    tau = 2.0 / (A[:, :k] ** 2).sum(0)
+    V = A[:, :k]
+    assert torch.allclose(householder_product(V), torch.linalg.householder_product(A, tau), rtol=0, atol=tol(n, F64))
+    expected_thin = torch.linalg.householder_product(V, tau)
+    assert torch.allclose(householder_product(V, columns=k), expected_thin, rtol=0, atol=tol(n, F64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize(("n", "k", "p"), [(64, 64, None), (64, 16, None), (96, 96, 24), (33, 50, 5)])
+def test_product_is_orthogonal_to_working_precision(dtype: torch.dtype, n: int, k: int, p: int | None) -> None:
+    Q = householder_product(gaussian(n, k, seed=3, dtype=dtype), columns=p)
+    assert orthogonality_error(Q) <= tol(n, dtype)
+
+
+def test_no_reflectors_give_the_identity() -> None:
+    assert torch.equal(householder_product(torch.empty(4, 0, dtype=F64)), torch.eye(4, dtype=F64))
+    assert torch.equal(householder_product(torch.empty(4, 0), columns=2), torch.eye(4, 2))
+
+
+def test_product_is_invariant_to_the_scale_of_each_vector() -> None:
+    V = gaussian(6, 4)
+    scales = torch.tensor([1e-3, -2.0, 7.0, 1e3], dtype=F64)
+    assert torch.allclose(householder_product(V * scales), householder_product(V), rtol=0, atol=tol(6, F64))
+
+
+def test_batched_product_matches_each_item() -> None:
+    V = gaussian(3, 5, 4)
+    Q = householder_product(V, columns=3)
+    for b in range(3):
+        assert torch.allclose(Q[b], householder_product(V[b], columns=3), rtol=0, atol=tol(5, F64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 12), k=st.integers(0, 12), seed=st.integers(0, 2**31 - 1), scale=st.floats(1e-6, 1e6))
+def test_property_product_is_orthogonal_and_agrees_with_the_oracle(n: int, k: int, seed: int, scale: float) -> None:
+    V = scale * gaussian(n, k, seed=seed)
+    Q = householder_product(V)
+    assert orthogonality_error(Q) <= tol(max(n, k), F64)
+    assert torch.allclose(Q, naive_product(V), rtol=0, atol=tol(max(n, k), F64))
+
+
+def test_product_gradcheck() -> None:
+    V = gaussian(4, 3, seed=7).requires_grad_()
+    assert torch.autograd.gradcheck(householder_product, (V,))
+    assert torch.autograd.gradcheck(lambda V: householder_product(V, columns=2), (V,))
+    square = gaussian(3, 3, seed=8).requires_grad_()
+    assert torch.autograd.gradcheck(householder_product, (square,))
+
+
+def test_zero_reflector_vector_is_a_clear_error() -> None:
+    V = gaussian(5, 3)
+    V[:, 1] = 0
+    with pytest.raises(ValueError, match=r"every reflector vector \(column of V\) must be non-zero"):
+        householder_product(V)
+    with pytest.raises(ValueError, match="must be non-zero"):
+        apply_reflectors(V, gaussian(5, 2))
+    assert torch.isnan(householder_product(V, check=False)).any()
+
+
+def test_product_rejects_bad_input() -> None:
+    V = gaussian(5, 3)
+    with pytest.raises(ValueError, match=r"V must have shape \(\.\.\., n, k\)"):
+        householder_product(gaussian(5))
+    with pytest.raises(ValueError, match=r"V must have shape \(\.\.\., n, k\) with n >= 1"):
+        householder_product(torch.empty(0, 2))
+    with pytest.raises(TypeError, match="V must be a floating-point tensor"):
+        householder_product(torch.ones(3, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="V must be a torch.Tensor"):
+        householder_product([[1.0]])
+    with pytest.raises(ValueError, match="columns must satisfy 1 <= columns <= n = 5"):
+        householder_product(V, columns=6)
+    with pytest.raises(ValueError, match="columns must be a positive int"):
+        householder_product(V, columns=0)
+    with pytest.raises(TypeError, match="columns must be an int"):
+        householder_product(V, columns=2.0)
+
+
+# Applying reflectors without forming Q: Book: Eq. (hh-wy)
+
+
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+def test_apply_matches_materialised_product(n: int, k: int) -> None:
+    V, X = gaussian(n, k, seed=1), gaussian(n, 3, seed=2)
+    Q = naive_product(V)
+    assert torch.allclose(apply_reflectors(V, X), Q @ X, rtol=0, atol=tol(n, F64))
+    assert torch.allclose(apply_reflectors(V, X, transpose=True), Q.T @ X, rtol=0, atol=tol(n, F64))
+    x = X[:, 0]
+    assert torch.allclose(apply_reflectors(V, x), Q @ x, rtol=0, atol=tol(n, F64))
+
+
+def test_apply_order_is_last_reflector_first() -> None:
+    V, x = gaussian(4, 2), gaussian(4, seed=5)
+    expected = reflector(V[:, 0]) @ (reflector(V[:, 1]) @ x)
+    assert torch.allclose(apply_reflectors(V, x), expected, rtol=0, atol=tol(4, F64))
+
+
+def test_apply_broadcasts_a_batch_of_vectors() -> None:
+    V, X = gaussian(6, 4), gaussian(2, 6, 3, seed=9)
+    Y = apply_reflectors(V, X)
+    assert Y.shape == (2, 6, 3)
+    assert torch.allclose(Y, householder_product(V) @ X, rtol=0, atol=tol(6, F64))
+
+
+def test_apply_gradcheck() -> None:
+    V = gaussian(4, 2, seed=3).requires_grad_()
+    X = gaussian(4, 2, seed=4).requires_grad_()
+    assert torch.autograd.gradcheck(apply_reflectors, (V, X))
+    assert torch.autograd.gradcheck(lambda V, X: apply_reflectors(V, X, transpose=True), (V, X))
+
+
+def test_apply_rejects_bad_input() -> None:
+    V = gaussian(5, 3)
+    with pytest.raises(ValueError, match=r"X must have shape \(\.\.\., 5, m\) or \(5,\)"):
+        apply_reflectors(V, gaussian(4, 2))
+    with pytest.raises(ValueError, match=r"X must have shape"):
+        apply_reflectors(V, gaussian(4))
+    with pytest.raises(TypeError, match="X must have the dtype of V"):
+        apply_reflectors(V, torch.ones(5, 2))
+    with pytest.raises(TypeError, match="X must be a floating-point tensor"):
+        apply_reflectors(V, torch.ones(5, 2, dtype=torch.int64))
+
+
+# Every orthogonal matrix is a product of at most n reflectors: Book: Eq. (hh-cartan)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("n", [1, 2, 5, 16])
+def test_recover_reflectors_rebuilds_a_haar_random_orthogonal_matrix(dtype: torch.dtype, n: int) -> None:
+    for seed in range(3):
+        Q = orthogonal(n, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        V = recover_reflectors(Q)
+        m = V.shape[1]
+        assert m <= n
+        assert torch.allclose(householder_product(V), Q, rtol=0, atol=tol(n, dtype))
+        assert torch.linalg.det(Q.double()).item() == pytest.approx((-1.0) ** m, abs=tol(n, dtype))
+        assert torch.allclose(V.norm(dim=0), torch.ones(m, dtype=dtype), rtol=0, atol=tol(n, dtype))
+
+
+def test_recover_reflectors_of_simple_matrices() -> None:
+    assert recover_reflectors(torch.eye(3, dtype=F64)).shape == (3, 0)
+    swap = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=F64)
+    assert recover_reflectors(swap).shape == (2, 1)
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=F64))
+    V = recover_reflectors(flip)
+    assert V.shape == (3, 2)
+    assert torch.allclose(householder_product(V), flip, rtol=0, atol=tol(3, F64))
+
+
+def test_recover_reflectors_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="Q must be orthogonal"):
+        recover_reflectors(2.0 * torch.eye(3))
+    with pytest.raises(ValueError, match=r"Q must be a square matrix of shape \(n, n\)"):
+        recover_reflectors(torch.ones(3, 2))
+    with pytest.raises(TypeError, match="Q must be a floating-point tensor"):
+        recover_reflectors(torch.eye(3, dtype=torch.int64))
