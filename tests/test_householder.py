@@ -97,14 +97,17 @@ def test_product_matches_torch_linalg_householder_product(n: int, k: int) -> Non
     A = gaussian(n, n, seed=k).tril(-1) + torch.eye(n, dtype=F64)
     tau = 2.0 / (A[:, :k] ** 2).sum(0)
     V = A[:, :k]
-    assert torch.allclose(householder_product(V), torch.linalg.householder_product(A, tau), rtol=0, atol=tol(n, F64))
+    expected = torch.linalg.householder_product(A, tau)
+    assert torch.allclose(householder_product(V), expected, rtol=0, atol=tol(n, F64))
     expected_thin = torch.linalg.householder_product(V, tau)
     assert torch.allclose(householder_product(V, columns=k), expected_thin, rtol=0, atol=tol(n, F64))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize(("n", "k", "p"), [(64, 64, None), (64, 16, None), (96, 96, 24), (33, 50, 5)])
-def test_product_is_orthogonal_to_working_precision(dtype: torch.dtype, n: int, k: int, p: int | None) -> None:
+def test_product_is_orthogonal_to_working_precision(
+    dtype: torch.dtype, n: int, k: int, p: int | None
+) -> None:
     Q = householder_product(gaussian(n, k, seed=3, dtype=dtype), columns=p)
     assert orthogonality_error(Q) <= tol(n, dtype)
 
@@ -117,7 +120,8 @@ def test_no_reflectors_give_the_identity() -> None:
 def test_product_is_invariant_to_the_scale_of_each_vector() -> None:
     V = gaussian(6, 4)
     scales = torch.tensor([1e-3, -2.0, 7.0, 1e3], dtype=F64)
-    assert torch.allclose(householder_product(V * scales), householder_product(V), rtol=0, atol=tol(6, F64))
+    Q = householder_product(V)
+    assert torch.allclose(householder_product(V * scales), Q, rtol=0, atol=tol(6, F64))
 
 
 def test_batched_product_matches_each_item() -> None:
@@ -128,8 +132,15 @@ def test_batched_product_matches_each_item() -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 12), k=st.integers(0, 12), seed=st.integers(0, 2**31 - 1), scale=st.floats(1e-6, 1e6))
-def test_property_product_is_orthogonal_and_agrees_with_the_oracle(n: int, k: int, seed: int, scale: float) -> None:
+@given(
+    n=st.integers(1, 12),
+    k=st.integers(0, 12),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.floats(1e-6, 1e6),
+)
+def test_property_product_is_orthogonal_and_agrees_with_the_oracle(
+    n: int, k: int, seed: int, scale: float
+) -> None:
     V = scale * gaussian(n, k, seed=seed)
     Q = householder_product(V)
     assert orthogonality_error(Q) <= tol(max(n, k), F64)

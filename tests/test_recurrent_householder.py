@@ -77,7 +77,11 @@ def test_zero_margin_is_exact_orthogonality_whatever_p() -> None:
 @given(
     n=st.integers(1, 8),
     margin=st.floats(0.0, 0.99),
-    p=st.lists(st.floats(-1e4, 1e4, allow_subnormal=False) | st.sampled_from([-1e30, 1e30]), min_size=8, max_size=8),
+    p=st.lists(
+        st.floats(-1e4, 1e4, allow_subnormal=False) | st.sampled_from([-1e30, 1e30]),
+        min_size=8,
+        max_size=8,
+    ),
 )
 def test_property_singular_values_stay_in_the_margin_band(n: int, margin: float, p: list[float]) -> None:
     rec = HouseholderSVD(n, margin=margin, generator=seeded(n)).double()
