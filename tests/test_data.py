@@ -12,11 +12,14 @@ import gzip
 import hashlib
 import http.server
 import math
+import socket
 import threading
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from orthobook import data
 
@@ -98,8 +101,6 @@ def server():
 
 
 def closed_port_url() -> str:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -134,6 +135,16 @@ def test_parse_idx_rejects_corrupt_files_naming_them(blob, match):
     with pytest.raises(ValueError, match=match) as err:
         data.parse_idx(blob, name="bad-file-idx")
     assert "bad-file-idx" in str(err.value)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 5), rows=st.integers(1, 6), cols=st.integers(1, 6), cut=st.integers(1, 20))
+def test_parse_idx_round_trip_and_any_truncation_rejected(n, rows, cols, cut):
+    images = torch.randint(0, 256, (n, rows, cols), generator=torch.Generator().manual_seed(n))
+    blob = idx_images(images)
+    assert torch.equal(data.parse_idx(blob).long(), images)
+    with pytest.raises(ValueError, match="truncated"):
+        data.parse_idx(blob[: max(0, len(blob) - cut)], name="f")
 
 
 def test_parse_idx_rejects_non_bytes():
@@ -241,6 +252,20 @@ def test_load_mnist_downloads_into_torchvision_layout(server, tmp_path, monkeypa
     server.files.clear()  # the cache is used from now on
     again = data.load_mnist(tmp_path, download=False)
     assert torch.equal(again.train_labels, mnist.train_labels)
+
+
+def test_load_mnist_downloads_again_over_a_corrupt_cache(server, tmp_path, monkeypatch):
+    raw = tiny_mnist()
+    use_checksums_of(monkeypatch, raw)
+    cache = tmp_path / "MNIST" / "raw"
+    cache.mkdir(parents=True)
+    for name, blob in raw.items():
+        (cache / f"{name}.gz").write_bytes(gzip.compress(blob, mtime=0))
+        server.files[f"/m/{name}.gz"] = gzip.compress(blob, mtime=0)
+    (cache / "t10k-labels-idx1-ubyte.gz").write_bytes(b"corrupt")
+    with pytest.warns(UserWarning, match="t10k-labels-idx1-ubyte.gz: MD5 .* downloading"):
+        mnist = data.load_mnist(tmp_path, mirrors=(f"{server.base}/m",))  # no trailing slash
+    assert torch.equal(mnist.test_labels, data.parse_idx(raw["t10k-labels-idx1-ubyte"]).long())
 
 
 @pytest.mark.parametrize("compressed", [False, True])
@@ -398,9 +423,9 @@ def test_sequence_loader_batches_on_device_seeded(mnist_slice, device):
     seen = torch.cat([y for _, y in batches]).sort().values
     assert torch.equal(seen, seq.targets.sort().values)  # each example once per epoch
     second_epoch = [y for _, y in loader]
-    assert any(not torch.equal(a, b) for (_, a), b in zip(batches, second_epoch))
+    assert any(not torch.equal(a, b) for (_, a), b in zip(batches, second_epoch, strict=True))
     replay = data.SequenceLoader(seq.inputs, seq.targets, 32, seed=5)
-    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(batches, replay))
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(batches, replay, strict=True))
     assert len(data.SequenceLoader(seq.inputs, seq.targets, 32, drop_last=True)) == 3
     ordered = data.SequenceLoader(seq.inputs, seq.targets, 32, shuffle=False)
     assert torch.equal(next(iter(ordered))[1], seq.targets[:32])
@@ -432,7 +457,12 @@ def test_tokenize_ptb_word_and_char():
     text = " the <unk> fell \n a b \n"
     assert data.tokenize_ptb(text, "word") == ["the", "<unk>", "fell", "<eos>", "a", "b", "<eos>"]
     assert data.tokenize_ptb(text, "char") == [
-        *"the_<unk>_fell", "<eos>", "a", "_", "b", "<eos>",
+        *"the_<unk>_fell",
+        "<eos>",
+        "a",
+        "_",
+        "b",
+        "<eos>",
     ]
     with pytest.raises(ValueError, match="level"):
         data.tokenize_ptb(text, "byte")
@@ -490,6 +520,25 @@ def test_batchify_and_bptt_targets_shifted_by_one():
     # Inputs tile columns 0..L-2, targets columns 1..L-1.
     assert torch.equal(torch.cat([x for x, _ in windows], 1), batched[:, :-1])
     assert torch.equal(torch.cat([y for _, y in windows], 1), batched[:, 1:])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 200), batch_size=st.integers(1, 8), seq_len=st.integers(1, 50))
+def test_bptt_windows_cover_each_row_once(n, batch_size, seq_len):
+    assume(n >= 2 * batch_size)  # bptt needs at least two columns
+    batched = data.batchify(torch.arange(n), batch_size, device="cpu")
+    windows = list(data.bptt_batches(batched, seq_len))
+    assert torch.equal(torch.cat([x for x, _ in windows], 1), batched[:, :-1])
+    assert torch.equal(torch.cat([y for _, y in windows], 1), batched[:, 1:])
+    assert all(x.shape[1] <= seq_len for x, _ in windows)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 500), fraction=st.floats(0, 0.99), seed=st.integers(0, 2**31))
+def test_validation_split_partitions(n, fraction, seed):
+    train, val = data.validation_split(n, fraction, seed)
+    assert len(val) == round(fraction * n)
+    assert torch.equal(torch.cat([train, val]).sort().values, torch.arange(n))
 
 
 def test_batchify_and_bptt_validate():
