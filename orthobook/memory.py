@@ -16,11 +16,14 @@ input by the Fisher information of ``h_t`` about ``s_{t-k}``, the Fisher memory 
     J(k) = u_kᵀ C⁻¹ u_k = vᵀ (W^k)ᵀ C⁻¹ W^k v                   (Book: Eq. (mem-fmc)).
 
 Its sum ``J_tot`` equals ``‖v‖² / ε`` for every stable normal ``W``, whatever its
-eigenvalues, but can reach ``n ‖v‖² / ε`` for non-normal ``W``: a delay line (the chain of
-:func:`orthobook.init.chain`) beats every orthogonal network (Orhan & Pitkow 2020). See
+eigenvalues, while non-normal ``W`` can store more, up to the bound ``n ‖v‖² / ε``: the chain
+of :func:`orthobook.init.chain` fed at its source has ``J_tot = 1 + 1/2 + … + 1/n`` for α = 1
+and approaches ``n`` as α grows (Ganguli et al. 2008; Orhan & Pitkow 2020). See
 Note [J_tot of normal networks] in :func:`total_memory`.
 
-Every computation runs in float64, whatever the dtype of the arguments.
+Every computation runs in float64, whatever the dtype of the arguments. These are measurements
+of a matrix, not training objectives: the arguments are detached and the results carry no
+gradient.
 """
 
 from __future__ import annotations

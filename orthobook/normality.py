@@ -8,7 +8,9 @@ triangular; ``Λ`` holds the eigenvalues and the strictly upper triangular ``N``
 ``‖N‖_F = sqrt(‖W‖_F² − Σ|λ_i|²)`` (Book: Eq. (nn-henrici)), zero iff ``W`` is normal. A chain
 is pure ``N``; an orthogonal or symmetric matrix is pure ``Λ``.
 
-Every computation runs in float64 / complex128, whatever the dtype of the argument.
+Every computation runs in float64 / complex128, whatever the dtype of the argument. These are
+measurements of a matrix, not training objectives: the arguments are detached and the results
+carry no gradient.
 """
 
 from __future__ import annotations

@@ -209,6 +209,14 @@ def test_total_memory_of_the_chain_is_the_harmonic_number():
     assert total_memory(chain(n, dtype=F64), torch.eye(n, dtype=F64)[0]) == pytest.approx(harmonic, rel=tol(n))
 
 
+@pytest.mark.parametrize("alpha", [3.0, 30.0])
+def test_total_memory_of_an_amplifying_chain_approaches_the_bound(alpha):
+    """Each J(k) ≥ 1 − 1/α² for k < n, so n (1 − 1/α²) ≤ J_tot ≤ n."""
+    n = 10
+    J_tot = total_memory(chain(n, alpha, dtype=F64), torch.eye(n, dtype=F64)[0])
+    assert n * (1 - 1 / alpha**2) <= J_tot <= n
+
+
 def test_total_memory_matches_the_sum_of_the_curve():
     n = 10
     W, v = stable(n, 0.85, seed=12), unit(n, seed=13)
