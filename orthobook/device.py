@@ -12,7 +12,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "deterministic", "generator"]
+__all__ = ["pick_device", "seed_everything", "deterministic", "generator", "run_mode"]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -91,3 +91,20 @@ def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(seed)
     return gen
+
+
+def run_mode(quick: bool, full: bool) -> str:
+    """The name of a chapter's run from its ``quick`` and ``full`` parameters.
+
+    Returns:
+        ``"quick"`` (smoke run in seconds), ``"full"`` (paper scale, for a GPU) or
+        ``"book"`` (the default CPU run whose outputs the book stores).
+
+    Raises:
+        ValueError: both ``quick`` and ``full`` are set.
+    """
+    if not isinstance(quick, bool) or not isinstance(full, bool):
+        raise TypeError(f"quick and full must be bools, got {quick!r} and {full!r}")
+    if quick and full:
+        raise ValueError("quick and full cannot both be True: pick the smoke run or the paper-scale run")
+    return "quick" if quick else "full" if full else "book"

@@ -1,0 +1,165 @@
+"""The book's figures, in one style.
+
+Every function draws on a given ``ax`` (or a new one) inside :func:`book_style`, and
+returns the axes, so a chapter cell is one call. Importing this module changes no
+global matplotlib setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from orthobook.train import History
+
+__all__ = [
+    "STYLE",
+    "book_style",
+    "figure",
+    "plot_curves",
+    "plot_gradient_norms",
+    "plot_singular_values",
+]
+
+STYLE: dict[str, object] = {
+    "figure.figsize": (6.4, 3.6),
+    "figure.dpi": 100,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "lines.linewidth": 1.6,
+    "axes.prop_cycle": plt.cycler(
+        color=["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#6c4f8c", "#66a182", "#8d96a3", "#2e4057"]
+    ),
+}
+
+
+@contextmanager
+def book_style() -> Iterator[None]:
+    """Context in which matplotlib uses the book's style (:data:`STYLE`)."""
+    with plt.rc_context(STYLE):
+        yield
+
+
+def figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 3.6) -> tuple[Figure, np.ndarray]:
+    """A new figure in the book's style with an array of ``nrows × ncols`` axes."""
+    with book_style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained")
+    return fig, axes.ravel()
+
+
+def _axes(ax: Axes | None) -> Axes:
+    return figure()[1][0] if ax is None else ax
+
+
+def _smooth(values: Sequence[float], window: int) -> np.ndarray:
+    """Running mean over ``window`` points (valid part only; the input when it is shorter)."""
+    y = np.asarray(values, dtype=float)
+    if window <= 1 or len(y) < window:
+        return y
+    return np.convolve(y, np.ones(window) / window, mode="valid")
+
+
+def plot_curves(
+    histories: Mapping[str, History],
+    metric: str = "loss",
+    *,
+    baseline: float | None = None,
+    ax: Axes | None = None,
+    log: bool = True,
+    smooth: int = 1,
+    title: str | None = None,
+) -> Axes:
+    """Training curves: ``metric`` against the step, one line per labelled run.
+
+    Args:
+        histories: ``label → History``.
+        metric: ``"loss"``, ``"accuracy"`` or ``"grad_norm"``.
+        baseline: draw the memoryless baseline as a dashed line.
+        ax: axes to draw on (a new figure when ``None``).
+        log: logarithmic y axis.
+        smooth: running-mean window over logged steps.
+        title: axes title.
+    """
+    if metric not in ("loss", "accuracy", "grad_norm"):
+        raise ValueError(f"metric must be 'loss', 'accuracy' or 'grad_norm', got {metric!r}")
+    ax = _axes(ax)
+    with book_style():
+        for label, history in histories.items():
+            values = [np.nan if v is None else v for v in getattr(history, metric)]
+            y = _smooth(values, smooth)
+            ax.plot(np.asarray(history.step[len(history.step) - len(y) :]), y, label=label)
+        if baseline is not None:
+            ax.axhline(baseline, color="k", linestyle="--", linewidth=1, label="memoryless baseline")
+        ax.set_xlabel("training step")
+        ax.set_ylabel({"loss": "loss", "accuracy": "accuracy", "grad_norm": "gradient norm ‖∇θ L‖"}[metric])
+        if log:
+            ax.set_yscale("log")
+        if title:
+            ax.set_title(title)
+        ax.legend()
+    return ax
+
+
+def plot_gradient_norms(
+    norms: Mapping[str, torch.Tensor | Sequence[float]],
+    *,
+    ax: Axes | None = None,
+    log: bool = True,
+    title: str | None = None,
+    lag_axis: bool = True,
+) -> Axes:
+    """``‖∂L/∂h_t‖`` against the lag ``T − t`` (or against ``t``), one line per label.
+
+    Args:
+        norms: ``label → (T,)`` norms indexed by time step ``t = 1 … T``.
+        ax: axes to draw on.
+        log: logarithmic y axis (gradients vanish and explode exponentially).
+        title: axes title.
+        lag_axis: plot against the lag ``T − t`` (steps back from the loss) instead of ``t``.
+    """
+    ax = _axes(ax)
+    with book_style():
+        for label, values in norms.items():
+            y = np.asarray(torch.as_tensor(values).detach().cpu(), dtype=float)
+            x = np.arange(len(y))
+            ax.plot(x, y[::-1] if lag_axis else y, label=label)
+        ax.set_xlabel("lag T − t (steps back from the loss)" if lag_axis else "time step t")
+        ax.set_ylabel("‖∂L/∂h_t‖")
+        if log:
+            ax.set_yscale("log")
+        if title:
+            ax.set_title(title)
+        ax.legend()
+    return ax
+
+
+def plot_singular_values(
+    values: Mapping[str, torch.Tensor | Sequence[float]],
+    *,
+    ax: Axes | None = None,
+    bins: int = 40,
+    title: str | None = None,
+) -> Axes:
+    """Histograms of singular values, one per label (e.g. per training step)."""
+    ax = _axes(ax)
+    with book_style():
+        for label, s in values.items():
+            ax.hist(np.asarray(torch.as_tensor(s).cpu(), dtype=float), bins=bins, alpha=0.55, label=label)
+        ax.set_xlabel("singular value σ_i")
+        ax.set_ylabel("count")
+        if title:
+            ax.set_title(title)
+        ax.legend()
+    return ax
