@@ -15,8 +15,9 @@ from torch import nn
 from orthobook import _checks
 from orthobook import init as _init
 from orthobook.householder import householder_product
+from orthobook.stiefel import StiefelParameter, orthogonality_error
 
-__all__ = ["Recurrence", "Plain", "margin_singular_values", "HouseholderSVD", "HouseholderSVDLinear"]
+__all__ = ["Recurrence", "Plain", "margin_singular_values", "HouseholderSVD", "HouseholderSVDLinear", "SpectralMarginSVD", "soft_orthogonality_penalty", "singular_value_prior"]
 
 _PLAIN_INITS = ("glorot", "orthogonal", "identity")
 
@@ -257,3 +258,143 @@ def _householder_svd(U_vectors: torch.Tensor, V_vectors: torch.Tensor, s: torch.
     U = householder_product(U_vectors, columns=r, check=False)
     V = householder_product(V_vectors, columns=r, check=False)
     return (U * s) @ V.mT
+
+
+# Note [spectral margin with Stiefel factors]
+# ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+# Vorontsov et al. (2017) keep the factors U and V of W = U diag(s) Vᵀ on O(n) by moving them
+# along Cayley curves (orthobook.optim.GeodesicOptimizer), not by building them from free
+# parameters: U and V are the parameters themselves, marked as StiefelParameter. An ordinary
+# optimizer would move them off O(n), and the singular values of W would leave the margin.
+
+
+class SpectralMarginSVD(Recurrence):
+    """Vorontsov et al.'s recurrent matrix ``W = U diag(s) Vᵀ`` with orthogonal ``U``, ``V``.
+
+    ``U`` and ``V`` are n×n :class:`~orthobook.stiefel.StiefelParameter` s, kept orthogonal by
+    the geodesic steps of :class:`~orthobook.optim.GeodesicOptimizer` (Note [spectral margin
+    with Stiefel factors]); ``s = 2m(σ(p) − ½) + 1`` keeps every singular value of ``W`` in
+    ``(1 − m, 1 + m)`` (Book: Eq. (sm-svd), Eq. (sm-margin)). ``margin=None`` is the paper's
+    "no margin": ``s = p`` is free, starting at 1 (the singular values are then ``|s|``).
+    Either way ``s`` starts at 1, so the initial ``W = U Vᵀ`` is orthogonal: Haar distributed
+    for ``init="orthogonal"``, the identity for ``init="identity"``.
+
+    Parameters: ``U: (n, n)``, ``V: (n, n)``, ``p: (n,)``.
+
+    Args:
+        hidden_size: n.
+        margin: m ≥ 0 (``m = 0``: ``W`` exactly orthogonal), or ``None`` for free singular values.
+        init: ``"orthogonal"`` (independent Haar ``U`` and ``V``) or ``"identity"`` (``U = V = I``).
+        generator: optional generator for a reproducible initial draw.
+        dtype: floating dtype of the parameters. Build in float64 for float64 work: ``.double()``
+            of a float32 module keeps ``U``, ``V`` only float32-orthogonal (error ~1e-7).
+
+    Raises:
+        TypeError: ``hidden_size`` is not an int, ``margin`` not a real number or ``None``, or
+            ``dtype`` not a floating dtype.
+        ValueError: ``hidden_size < 1``, ``margin < 0`` or an unknown ``init``.
+
+    Example:
+        >>> rec = SpectralMarginSVD(8, margin=0.1, generator=torch.Generator().manual_seed(0))
+        >>> W = rec()
+        >>> W.shape
+        torch.Size([8, 8])
+        >>> bool(((torch.linalg.svdvals(W) - 1).abs() <= 0.1 + 1e-6).all())
+        True
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        margin: float | None = 0.01,
+        init: str = "orthogonal",
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
+        self.margin = None if margin is None else _checks.non_negative_float(margin, "margin")
+        _checks.one_of(init, "init", ("orthogonal", "identity"))
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        self.U = StiefelParameter(_orthogonal_factor(hidden_size, init, generator, dtype))
+        self.V = StiefelParameter(_orthogonal_factor(hidden_size, init, generator, dtype))
+        start = 0.0 if self.margin is not None else 1.0
+        self.p = nn.Parameter(torch.full((hidden_size,), start, dtype=dtype))
+
+    def forward(self) -> torch.Tensor:
+        """``W: (n, n) = U diag(s) Vᵀ`` (Book: Eq. (sm-svd))."""
+        return (self.U * self.singular_values()) @ self.V.mT
+
+    def singular_values(self) -> torch.Tensor:
+        """``s: (n,)``, the singular values of ``W`` while ``U``, ``V`` are orthogonal (unsorted;
+        Book: Eq. (sm-margin)); with ``margin=None`` they are ``|s|``."""
+        if self.margin is None:
+            return self.p
+        return margin_singular_values(self.p, self.margin)
+
+    def orthogonality_errors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(‖UᵀU − I‖_F, ‖VᵀV − I‖_F)`` as 0-dim tensors (Book: Eq. (stiefel-orth-error))."""
+        with torch.no_grad():
+            return orthogonality_error(self.U), orthogonality_error(self.V)
+
+    def extra_repr(self) -> str:
+        return f"hidden_size={self.hidden_size}, margin={self.margin}"
+
+
+def _orthogonal_factor(
+    n: int, init: str, generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor:
+    if init == "orthogonal":
+        return _init.orthogonal(n, generator=generator, dtype=dtype)
+    return _init.identity(n, dtype=dtype)
+
+
+def soft_orthogonality_penalty(W: torch.Tensor) -> torch.Tensor:
+    """The soft orthogonality constraint ``‖WᵀW − I‖²_F`` (Book: Eq. (soft-orthogonality)).
+
+    Added to a loss with a weight λ, it pulls every singular value σ of ``W`` towards 1:
+    for a square ``W`` it equals ``Σ (σ² − 1)²``.
+
+    Args:
+        W: (..., n, k).
+
+    Returns:
+        (...), one penalty per matrix (0-dim for a single matrix).
+
+    Raises:
+        TypeError: ``W`` is not a floating-point tensor.
+        ValueError: ``W`` has fewer than two dimensions.
+    """
+    W = _checks.floating(W, "W")
+    if W.dim() < 2:
+        raise ValueError(f"W must have shape (..., n, k), got shape {tuple(W.shape)}")
+    eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
+    return (W.mT @ W - eye).square().sum(dim=(-2, -1))
+
+
+def singular_value_prior(s: torch.Tensor, std: float) -> torch.Tensor:
+    """The Gaussian prior on singular values, ``Σᵢ (sᵢ − 1)² / (2 std²)`` (Book: Eq. (sv-prior)).
+
+    The negative log-density (up to a constant) of ``sᵢ ~ N(1, std²)``: a soft pull of the
+    singular values towards 1, the alternative to the hard margin of :class:`SpectralMarginSVD`.
+
+    Args:
+        s: (..., n) singular values.
+        std: the prior's standard deviation, > 0.
+
+    Returns:
+        (...), summed over the last dimension.
+
+    Raises:
+        TypeError: ``s`` is not a floating-point tensor or ``std`` not a real number.
+        ValueError: ``s`` is 0-dimensional or ``std`` is not positive and finite.
+    """
+    s = _checks.floating(s, "s")
+    if s.dim() < 1:
+        raise ValueError("s must have shape (..., n), got a 0-dim tensor")
+    sigma = _checks.non_negative_float(std, "std")
+    if not 0 < sigma < float("inf"):
+        raise ValueError(f"std must be positive and finite, got {std}")
+    return (s - 1.0).square().sum(dim=-1) / (2.0 * sigma**2)
