@@ -137,8 +137,9 @@ class GeodesicOptimizer(Optimizer):
         frames = [p for p in params if isinstance(p, StiefelParameter)]
         others = [p for p in params if not isinstance(p, StiefelParameter)]
         if frames:
-            lr = param_group.get("stiefel_lr", param_group.get("lr", self.defaults["lr"]))
-            self._add_frames({"params": frames, "lr": _learning_rate(lr, "stiefel_lr")})
+            key = "stiefel_lr" if "stiefel_lr" in param_group else "lr"
+            lr = _learning_rate(param_group.get(key, self.defaults["lr"]), f"param_group[{key!r}]")
+            self._add_frames({"params": frames, "lr": lr})
         if others:
             self._add_others({**options, "params": others})
         self._sync_groups()
@@ -153,10 +154,12 @@ class GeodesicOptimizer(Optimizer):
         if self.base is None:
             self.base = self._base_factory([group])
             return
-        held = {id(p) for g in self.base.param_groups for p in g["params"]}
-        group["params"] = [p for p in group["params"] if id(p) not in held]
-        if group["params"]:
-            self.base.add_param_group(group)
+        if self._base_factory is None:  # the user's instance: skip what it already holds
+            held = {id(p) for g in self.base.param_groups for p in g["params"]}
+            group["params"] = [p for p in group["params"] if id(p) not in held]
+            if not group["params"]:
+                return
+        self.base.add_param_group(group)
 
     def _sync_groups(self) -> None:
         # One list, updated in place, so that a scheduler holding it sees every group.

@@ -49,15 +49,15 @@ def _frame(Y: object, name: str) -> torch.Tensor:
     return Y
 
 
-def _like(Z: object, Y: torch.Tensor, name: str, ref: str = "Y") -> torch.Tensor:
-    """Raise unless ``Z`` is a tensor with the shape, dtype and device of ``Y``."""
+def _like(Z: object, Y: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise unless ``Z`` is a tensor with the shape, dtype and device of the frame ``Y``."""
     Z = _checks.tensor(Z, name)
     if Z.shape != Y.shape:
-        raise ValueError(f"{name} must have the shape of {ref}, {tuple(Y.shape)}; got {tuple(Z.shape)}")
+        raise ValueError(f"{name} must have the shape of Y, {tuple(Y.shape)}; got {tuple(Z.shape)}")
     if Z.dtype != Y.dtype:
-        raise TypeError(f"{name} must have the dtype of {ref}, {Y.dtype}; got {Z.dtype}")
+        raise TypeError(f"{name} must have the dtype of Y, {Y.dtype}; got {Z.dtype}")
     if Z.device != Y.device:
-        raise ValueError(f"{name} must be on the device of {ref}, {Y.device}; got {Z.device}")
+        raise ValueError(f"{name} must be on the device of Y, {Y.device}; got {Z.device}")
     return Z
 
 
@@ -69,12 +69,12 @@ def _square(A: object, name: str) -> torch.Tensor:
     return A
 
 
-def _step_size(lr: object, name: str = "lr") -> float:
+def _step_size(lr: object) -> float:
     """Raise unless ``lr`` is a finite real number."""
     if not isinstance(lr, numbers.Real) or isinstance(lr, bool):
-        raise TypeError(f"{name} must be a real number, got {type(lr).__name__}")
+        raise TypeError(f"lr must be a real number, got {type(lr).__name__}")
     if not math.isfinite(lr):
-        raise ValueError(f"{name} must be finite, got {lr}")
+        raise ValueError(f"lr must be finite, got {lr}")
     return float(lr)
 
 

@@ -355,5 +355,9 @@ def test_bad_base_instances_and_params_are_rejected():
         GeodesicOptimizer([{"params": []}], lr=0.1)
     with pytest.raises(ValueError, match="more than one parameter group"):
         GeodesicOptimizer([{"params": [U]}, {"params": [U]}], lr=0.1)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        GeodesicOptimizer([{"params": [b]}, {"params": [b]}], lr=0.1)
     with pytest.raises(TypeError, match="must be an ordered collection"):
         GeodesicOptimizer([{"params": {U}}], lr=0.1)
+    with pytest.raises(ValueError, match=r"param_group\['stiefel_lr'\] must be non-negative"):
+        GeodesicOptimizer([{"params": [U], "stiefel_lr": -1.0}], lr=0.1)

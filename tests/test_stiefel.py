@@ -194,7 +194,7 @@ def test_cayley_step_is_a_descent_direction(n, p_fraction, seed):
     A = cayley_generator(Y, G)
     rate = 0.5 * torch.linalg.matrix_norm(A) ** 2
     assert torch.isclose(inner(G, -A @ Y), -rate, rtol=1e-10, atol=tol(F64, n) * (1 + rate))
-    if rate <= 1e-12:  # Y is a critical point (e.g. n = p = 1): nothing to descend
+    if rate <= 1e-8:  # Y is (nearly) a critical point, e.g. n = p = 1: nothing to descend
         return
     tau = 1e-3 / (1 + torch.linalg.matrix_norm(G) + norm_M).item()
     assert f(cayley_step(Y, G, tau)) < f(Y)
