@@ -23,7 +23,10 @@ __all__ = [
     "book_style",
     "figure",
     "plot_curves",
+    "plot_digit",
     "plot_gradient_norms",
+    "plot_pixel_sequence",
+    "plot_sequence_heatmap",
     "plot_singular_values",
 ]
 
@@ -162,4 +165,112 @@ def plot_singular_values(
         if title:
             ax.set_title(title)
         ax.legend()
+    return ax
+
+
+def _as_array(values: torch.Tensor | np.ndarray | Sequence[float], name: str, ndim: int) -> np.ndarray:
+    array = np.asarray(torch.as_tensor(values).detach().cpu(), dtype=float)
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    return array
+
+
+def plot_sequence_heatmap(
+    x: torch.Tensor | np.ndarray,
+    *,
+    ax: Axes | None = None,
+    ylabel: str = "feature",
+    title: str | None = None,
+    cmap: str = "Blues",
+    colorbar: bool = False,
+) -> Axes:
+    """One input or target sequence as an image: time on the x axis, features on the y axis.
+
+    Args:
+        x: (seq_len, features), e.g. one one-hot copy-task input or a row of class probabilities.
+        ax: axes to draw on (a new figure when ``None``).
+        ylabel: what the rows are (``"symbol"``, ``"class"``).
+        title: axes title.
+        cmap: matplotlib colour map.
+        colorbar: add a colour bar beside the axes.
+
+    Raises:
+        ValueError: ``x`` is not 2-D.
+    """
+    values = _as_array(x, "x", 2)
+    ax = _axes(ax)
+    with book_style():
+        image = ax.imshow(values.T, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap)
+        ax.grid(False)
+        ax.set_xlabel("time step t")
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
+        if colorbar:
+            ax.figure.colorbar(image, ax=ax)
+    return ax
+
+
+def plot_digit(image: torch.Tensor | np.ndarray, *, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """An MNIST image (raw or normalised) as a 28 × 28 grey-scale picture.
+
+    Args:
+        image: (28, 28), or (784,) / (784, 1) row-major pixels (a pixel-view sequence).
+        ax: axes to draw on.
+        title: axes title.
+
+    Raises:
+        ValueError: ``image`` does not hold 784 pixels.
+    """
+    pixels = np.asarray(torch.as_tensor(image).detach().cpu(), dtype=float)
+    if pixels.size != 784:
+        raise ValueError(f"image must hold 28 × 28 = 784 pixels, got shape {pixels.shape}")
+    ax = _axes(ax)
+    with book_style():
+        ax.imshow(pixels.reshape(28, 28), cmap="gray_r", interpolation="nearest")
+        ax.grid(False)
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+        if title:
+            ax.set_title(title)
+    return ax
+
+
+def plot_pixel_sequence(
+    sequence: torch.Tensor | np.ndarray,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    label: str | None = None,
+    rows: bool = True,
+) -> Axes:
+    """A pixel-view MNIST sequence as a line over its 784 time steps.
+
+    Args:
+        sequence: (784,) or (784, 1) pixel values in reading order.
+        ax: axes to draw on.
+        title: axes title.
+        label: legend label of the line.
+        rows: mark the start of every image row (every 28 steps) with a faint line; meaningful
+            only for unpermuted sequences.
+
+    Raises:
+        ValueError: ``sequence`` does not hold 784 steps.
+    """
+    y = np.asarray(torch.as_tensor(sequence).detach().cpu(), dtype=float).reshape(-1)
+    if y.size != 784:
+        raise ValueError(f"sequence must hold 784 pixel steps, got {y.size}")
+    ax = _axes(ax)
+    with book_style():
+        if rows:
+            for start in range(28, 784, 28):
+                ax.axvline(start, color="0.85", linewidth=0.5, zorder=0)
+        ax.plot(np.arange(784), y, linewidth=0.8, label=label)
+        ax.set_xlim(0, 783)
+        ax.set_xlabel("time step t (pixel)")
+        ax.set_ylabel("input x_t")
+        if title:
+            ax.set_title(title)
+        if label:
+            ax.legend()
     return ax
