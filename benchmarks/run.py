@@ -1,0 +1,413 @@
+"""Benchmarks: orthobook against a reference measured in the same run.
+
+Each comparison times one orthobook implementation and one or more baselines on the same
+data, interleaved inside every repeat (A B A B …) so that a drifting machine load falls on
+all of them alike; after ``--warmup`` untimed rounds the median of ``--repeats`` rounds is
+kept. Every record compares orthobook with one baseline:
+
+    ratio = seconds / baseline_seconds      (below 1: orthobook is faster)
+
+Groups of comparisons live in a registry (``GROUPS``; ``--only`` selects some). To add a
+group, write a generator of :class:`Comparison` s that takes the :class:`Settings` and
+decorate it with ``@group("name", "one-line description")``.
+
+Run ``python benchmarks/run.py --help`` for the options; ``benchmarks/README.md`` lists the
+targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import orthogonal
+
+import householder_cases
+from orthobook.device import pick_device
+from orthobook.models import ElmanRNN
+from orthobook.recurrent import HouseholderSVD, Plain, Recurrence
+
+Step = Callable[[], None]
+RECORD_KEYS = ("case", "n", "T", "batch", "seconds", "baseline", "baseline_seconds", "ratio")
+
+SIZES = (64, 128, 256, 512)
+SEQ_LENS = (100, 784)
+BATCH = 64
+REPEATS = 10
+WARMUP = 2
+QUICK = {"sizes": (8,), "seq_lens": (5,), "batch": 4, "repeats": 2, "warmup": 1}
+QUICK_THIN_SHAPES = ((16, 4),)
+LEARNING_RATE = 1e-3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every group reads: where to run and which sizes to build."""
+
+    device: torch.device
+    sizes: tuple[int, ...]
+    seq_lens: tuple[int, ...]
+    batch: int
+    quick: bool
+
+
+@dataclass
+class Comparison:
+    """One orthobook step and the baselines it is compared with, timed together.
+
+    ``T`` and ``batch`` are None for cases without a sequence (a matrix construction).
+    """
+
+    case: str
+    n: int
+    T: int | None
+    batch: int | None
+    ours: Step
+    baselines: dict[str, Step]
+
+
+class GroupUnavailable(RuntimeError):
+    """A group cannot run here (e.g. the module it benchmarks does not import yet)."""
+
+
+Group = Callable[[Settings], Iterator[Comparison]]
+GROUPS: dict[str, tuple[Group, str]] = {}
+
+
+def group(name: str, description: str) -> Callable[[Group], Group]:
+    """Register a generator of comparisons under ``name`` (selected by ``--only name``)."""
+
+    def register(build: Group) -> Group:
+        GROUPS[name] = (build, description)
+        return build
+
+    return register
+
+
+# ---------------------------------------------------------------------------------------------
+# Training steps of recurrent networks
+
+class TorchRNN(nn.Module):
+    """The reference: ``nn.RNN`` (tanh) and an ``nn.Linear`` readout of the last state."""
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True)
+        self.readout = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        states, _ = self.rnn(x)
+        return self.readout(states[:, -1])
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    context: Callable[[], AbstractContextManager] = nullcontext,
+) -> Step:
+    """One step of MSE training: forward, backward, ``optimizer.step()``."""
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with context():
+            loss = F.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _sequence_data(settings: Settings, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(T)
+    x = torch.randn(settings.batch, T, 1, generator=g)
+    y = torch.randn(settings.batch, 1, generator=g)
+    return x.to(settings.device), y.to(settings.device)
+
+
+def _adam(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+
+
+def _elman_step(
+    recurrence: Recurrence,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: Callable[[nn.Module], torch.optim.Optimizer] = _adam,
+) -> Step:
+    model = ElmanRNN(1, recurrence.hidden_size, 1, recurrence=recurrence).to(x.device)
+    return training_step(model, optimizer(model), x, y)
+
+
+def _torch_rnn_step(n: int, x: torch.Tensor, y: torch.Tensor, orthogonal_map: str | None = None) -> Step:
+    model = TorchRNN(1, n, 1)
+    context: Callable[[], AbstractContextManager] = nullcontext
+    if orthogonal_map is not None:
+        orthogonal(model.rnn, "weight_hh_l0", orthogonal_map=orthogonal_map)
+        # Without the cache nn.RNN reads its parametrised weight twice per forward.
+        context = parametrize.cached
+    model = model.to(x.device)
+    return training_step(model, _adam(model), x, y, context)
+
+
+def _rnn_grid(settings: Settings) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    for T in settings.seq_lens:
+        x, y = _sequence_data(settings, T)
+        for n in settings.sizes:
+            torch.manual_seed(n)
+            yield n, T, x, y
+
+
+@group("rnn", "training step of ElmanRNN (Plain, tanh) vs nn.RNN + nn.Linear; target ratio <= 1.05")
+def rnn_cases(settings: Settings) -> Iterator[Comparison]:
+    for n, T, x, y in _rnn_grid(settings):
+        yield Comparison(
+            "ElmanRNN Plain", n, T, settings.batch, _elman_step(Plain(n), x, y), {"nn.RNN": _torch_rnn_step(n, x, y)}
+        )
+
+
+@group("householder_rnn", "training step of ElmanRNN (HouseholderSVD) vs nn.RNN; target <= 1.15 at n=256, T=100")
+def householder_rnn_cases(settings: Settings) -> Iterator[Comparison]:
+    for n, T, x, y in _rnn_grid(settings):
+        ours = _elman_step(HouseholderSVD(n), x, y)
+        yield Comparison("ElmanRNN HouseholderSVD", n, T, settings.batch, ours, {"nn.RNN": _torch_rnn_step(n, x, y)})
+
+
+@group(
+    "spectral",
+    "training step of ElmanRNN (SpectralMarginSVD, geodesic Adam) vs nn.RNN, "
+    "and vs nn.RNN with parametrizations.orthogonal (matrix_exp, cayley)",
+)
+def spectral_cases(settings: Settings) -> Iterator[Comparison]:
+    try:
+        from orthobook.optim import GeodesicOptimizer
+        from orthobook.recurrent import SpectralMarginSVD
+    except ImportError as error:
+        raise GroupUnavailable(f"SpectralMarginSVD or GeodesicOptimizer does not import: {error}") from error
+
+    def geodesic_adam(model: nn.Module) -> torch.optim.Optimizer:
+        return GeodesicOptimizer(model.parameters(), lr=LEARNING_RATE, method="adam", base=torch.optim.Adam)
+
+    for n, T, x, y in _rnn_grid(settings):
+        ours = _elman_step(SpectralMarginSVD(n), x, y, optimizer=geodesic_adam)
+        baselines = {"nn.RNN": _torch_rnn_step(n, x, y)}
+        for orthogonal_map in ("matrix_exp", "cayley"):
+            baselines[f"nn.RNN orthogonal({orthogonal_map})"] = _torch_rnn_step(n, x, y, orthogonal_map)
+        yield Comparison("ElmanRNN SpectralMarginSVD", n, T, settings.batch, ours, baselines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Householder products (the cases of benchmarks/householder_cases.py)
+
+@group("householder", "householder_product (materialise + backward) vs torch.linalg and parametrizations")
+def householder_product_cases(settings: Settings) -> Iterator[Comparison]:
+    thin = QUICK_THIN_SHAPES if settings.quick else householder_cases.THIN_SHAPES
+    shapes = [(n, n) for n in settings.sizes] + list(thin)
+    device, dtype = settings.device, torch.float32
+    for n, p in shapes:
+        torch.manual_seed(n + p)
+        case = f"householder {n}x{n}" if p == n else f"householder thin {n}x{p}"
+        baselines = {
+            "torch.linalg.householder_product": householder_cases._linalg_step(n, p, device, dtype),
+            "parametrizations.orthogonal(householder)": householder_cases._parametrization_step(n, p, device, dtype),
+        }
+        yield Comparison(case, n, None, None, householder_cases._orthobook_step(n, p, device, dtype), baselines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing and reporting
+
+def synchronizer(device: torch.device) -> Step:
+    """What waits for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.synchronize
+    if device.type == "mps":
+        return torch.mps.synchronize
+    return lambda: None
+
+
+def interleaved_medians(steps: Sequence[Step], repeats: int, warmup: int, synchronize: Step) -> list[float]:
+    """Median seconds of each step over ``repeats`` rounds, the steps alternating in each round."""
+    times: list[list[float]] = [[] for _ in steps]
+    for round_ in range(warmup + repeats):
+        for step, samples in zip(steps, times):
+            synchronize()
+            start = time.perf_counter()
+            step()
+            synchronize()
+            if round_ >= warmup:
+                samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
+
+
+def measure(comparison: Comparison, repeats: int, warmup: int, synchronize: Step) -> list[dict]:
+    """One record (keys ``RECORD_KEYS``) per baseline of ``comparison``."""
+    names = list(comparison.baselines)
+    steps = [comparison.ours, *comparison.baselines.values()]
+    ours, *theirs = interleaved_medians(steps, repeats, warmup, synchronize)
+    return [
+        {
+            "case": comparison.case,
+            "n": comparison.n,
+            "T": comparison.T,
+            "batch": comparison.batch,
+            "seconds": ours,
+            "baseline": name,
+            "baseline_seconds": seconds,
+            "ratio": ours / seconds,
+        }
+        for name, seconds in zip(names, theirs)
+    ]
+
+
+def git_commit() -> str:
+    """The short commit of the checkout, with ``+dirty`` when tracked files differ from it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def header(device: torch.device, threads: int) -> str:
+    return (
+        f"# orthobook benchmarks | device {device} | threads {threads} | torch {torch.__version__} "
+        f"| python {platform.python_version()} | commit {git_commit()}"
+    )
+
+
+_COLUMNS = f"{'case':<34} {'n':>5} {'T':>5} {'batch':>5} {'seconds':>10} {'baseline':<42} {'baseline_seconds':>16} {'ratio':>6}"
+
+
+def row(record: dict) -> str:
+    def dash(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    return (
+        f"{record['case']:<34} {record['n']:>5} {dash(record['T']):>5} {dash(record['batch']):>5} "
+        f"{record['seconds']:>10.5f} {record['baseline']:<42} {record['baseline_seconds']:>16.5f} "
+        f"{record['ratio']:>6.3f}"
+    )
+
+
+def _positive_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _groups(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in GROUPS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown group(s) {unknown or text!r}; known: {', '.join(GROUPS)}")
+    return names
+
+
+def _available_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parser() -> argparse.ArgumentParser:
+    groups = "\n".join(f"  {name:<16} {description}" for name, (_, description) in GROUPS.items())
+    p = argparse.ArgumentParser(
+        description="Time orthobook against baselines measured in the same run; "
+        "ratio = seconds / baseline_seconds (below 1: orthobook is faster).",
+        epilog=f"groups:\n{groups}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--only",
+        type=_groups,
+        default=None,
+        help="comma-separated groups (default: all that can run here; a group named here must run)",
+    )
+    p.add_argument("--device", default=None, help="cuda, mps, cpu, cuda:1, ... (default: cuda, then mps, then cpu)")
+    p.add_argument("--threads", type=_at_least(1), default=_available_threads(), help="torch CPU threads (default: all available)")
+    p.add_argument("--sizes", type=_positive_ints, default=None, help=f"hidden sizes n (default: {','.join(map(str, SIZES))})")
+    p.add_argument("--seq-lens", type=_positive_ints, default=None, help=f"sequence lengths T (default: {','.join(map(str, SEQ_LENS))})")
+    p.add_argument("--batch", type=_at_least(1), default=None, help=f"batch size B (default: {BATCH})")
+    p.add_argument("--repeats", type=_at_least(1), default=None, help=f"timed rounds; the median is kept (default: {REPEATS})")
+    p.add_argument("--warmup", type=_at_least(0), default=None, help=f"untimed rounds first (default: {WARMUP})")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: sizes {QUICK['sizes']}, T {QUICK['seq_lens']}, batch {QUICK['batch']}, "
+        f"{QUICK['repeats']} repeats (explicit options still win)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the records as one JSON list of objects with keys " + ", ".join(RECORD_KEYS),
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Run the selected groups, print the table and return (and optionally write) the records."""
+    args = parser().parse_args(argv)
+    defaults = QUICK if args.quick else {"sizes": SIZES, "seq_lens": SEQ_LENS, "batch": BATCH, "repeats": REPEATS, "warmup": WARMUP}
+    chosen = {key: defaults[key] if getattr(args, key) is None else getattr(args, key) for key in defaults}
+    torch.set_num_threads(args.threads)
+    settings = Settings(pick_device(args.device), chosen["sizes"], chosen["seq_lens"], chosen["batch"], args.quick)
+    synchronize = synchronizer(settings.device)
+
+    print(header(settings.device, torch.get_num_threads()), flush=True)
+    print(_COLUMNS, flush=True)
+    records: list[dict] = []
+    for name in args.only or tuple(GROUPS):
+        build, _ = GROUPS[name]
+        try:
+            for comparison in build(settings):
+                for record in measure(comparison, chosen["repeats"], chosen["warmup"], synchronize):
+                    records.append(record)
+                    print(row(record), flush=True)
+        except GroupUnavailable as error:
+            if args.only is not None:
+                raise SystemExit(f"group {name!r} cannot run: {error}") from error
+            print(f"# skipped group {name!r}: {error}", file=sys.stderr, flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(records, indent=1) + "\n")
+    return records
+
+
+if __name__ == "__main__":
+    main()
