@@ -1,0 +1,191 @@
+"""Tests of orthobook.plotting: labelled axes, one line or bar per series, no leaked style."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import orthobook.plotting  # noqa: E402
+from orthobook.plotting import STYLE, book_style, figure, plot_curves, plot_gradient_norms, plot_singular_values  # noqa: E402
+from orthobook.train import History  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def _history(losses, accuracy=None) -> History:
+    history = History()
+    for step, loss in enumerate(losses):
+        acc = None if accuracy is None else accuracy[step]
+        history.append({"step": step, "loss": loss, "accuracy": acc, "grad_norm": 10 * loss})
+    return history
+
+
+def _histories() -> dict[str, History]:
+    return {"plain": _history([1.0, 0.5, 0.25, 0.2, 0.1]), "orthogonal": _history([1.0, 0.9, 0.8, 0.7, 0.6])}
+
+
+def _legend_texts(ax) -> list[str]:
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+# plot_curves --------------------------------------------------------------------------------------
+
+
+def test_plot_curves_lines_labels_and_scale():
+    histories = _histories()
+    ax = plot_curves(histories, "loss")
+    assert ax.get_xlabel() == "training step"
+    assert ax.get_ylabel() == "loss"
+    assert ax.get_yscale() == "log"
+    assert len(ax.get_lines()) == 2
+    assert _legend_texts(ax) == ["plain", "orthogonal"]
+    np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), histories["plain"].loss)
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), histories["plain"].step)
+
+
+def test_plot_curves_baseline_title_and_linear_scale():
+    ax = plot_curves(_histories(), "grad_norm", baseline=0.3, log=False, title="runs")
+    assert len(ax.get_lines()) == 3
+    baseline = ax.get_lines()[-1]
+    assert baseline.get_linestyle() == "--"
+    np.testing.assert_array_equal(baseline.get_ydata(), [0.3, 0.3])
+    assert _legend_texts(ax)[-1] == "memoryless baseline"
+    assert ax.get_ylabel() == "gradient norm ‖∇θ L‖"
+    assert ax.get_yscale() == "linear"
+    assert ax.get_title() == "runs"
+
+
+def test_plot_curves_smoothing_shortens_to_valid_part():
+    history = _history([4.0, 2.0, 0.0, 2.0, 4.0])
+    ax = plot_curves({"run": history}, smooth=3, log=False)
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 4 / 3, 2.0], rtol=4 * np.finfo(float).eps)
+    np.testing.assert_array_equal(line.get_xdata(), [2, 3, 4])
+
+
+def test_plot_curves_accuracy_with_missing_values():
+    history = _history([1.0, 0.5, 0.2], accuracy=[None, 0.5, 0.9])
+    ax = plot_curves({"run": history}, "accuracy", log=False)
+    assert ax.get_ylabel() == "accuracy"
+    y = ax.get_lines()[0].get_ydata()
+    assert np.isnan(y[0]) and list(y[1:]) == [0.5, 0.9]
+
+
+def test_plot_curves_draws_on_given_axes():
+    fig, axes = figure(2)
+    ax = plot_curves(_histories(), ax=axes[1])
+    assert ax is axes[1]
+    assert len(axes[0].get_lines()) == 0
+    assert len(plt.get_fignums()) == 1
+
+
+def test_plot_curves_bad_metric():
+    with pytest.raises(ValueError, match="metric must be 'loss', 'accuracy' or 'grad_norm', got 'lr'"):
+        plot_curves(_histories(), "lr")
+
+
+# plot_gradient_norms ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lag_axis", [True, False])
+def test_plot_gradient_norms(lag_axis):
+    norms = {"λ = 0.9": torch.tensor([0.1, 0.2, 0.4, 1.0], dtype=torch.float64), "λ = 1.1": [3.0, 2.0, 1.5, 1.0]}
+    ax = plot_gradient_norms(norms, lag_axis=lag_axis, title="norms")
+    assert len(ax.get_lines()) == 2
+    assert _legend_texts(ax) == list(norms)
+    assert ax.get_ylabel() == "‖∂L/∂h_t‖"
+    assert ax.get_xlabel() == ("lag T − t (steps back from the loss)" if lag_axis else "time step t")
+    assert ax.get_yscale() == "log"
+    assert ax.get_title() == "norms"
+    first = ax.get_lines()[0].get_ydata()
+    np.testing.assert_array_equal(first, [1.0, 0.4, 0.2, 0.1] if lag_axis else [0.1, 0.2, 0.4, 1.0])
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), [0, 1, 2, 3])
+
+
+def test_plot_gradient_norms_accepts_tensors_with_grad():
+    values = torch.ones(5, requires_grad=True) * 2
+    ax = plot_gradient_norms({"run": values}, log=False)
+    assert ax.get_yscale() == "linear"
+    np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), np.full(5, 2.0))
+
+
+# plot_singular_values -----------------------------------------------------------------------------
+
+
+def test_plot_singular_values_histograms():
+    values = {"step 0": torch.ones(16), "step 100": torch.linspace(0.5, 1.5, 16)}
+    ax = plot_singular_values(values, bins=10, title="spectrum")
+    assert len(ax.patches) == 2 * 10
+    assert ax.get_xlabel() == "singular value σ_i"
+    assert ax.get_ylabel() == "count"
+    assert ax.get_title() == "spectrum"
+    assert _legend_texts(ax) == list(values)
+    assert sum(patch.get_height() for patch in ax.patches[10:]) == 16
+
+
+# Style --------------------------------------------------------------------------------------------
+
+
+def _rc_snapshot() -> dict:
+    return {key: value for key, value in matplotlib.rcParams.items() if key != "backend"}
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plot_curves(_histories(), baseline=0.5),
+        lambda: plot_gradient_norms({"a": [1.0, 2.0]}),
+        lambda: plot_singular_values({"a": [1.0, 2.0]}),
+        lambda: figure(2, 2),
+    ],
+)
+def test_style_does_not_leak(draw):
+    before = _rc_snapshot()
+    draw()
+    assert _rc_snapshot() == before
+
+
+def test_style_is_applied_inside_book_style():
+    with book_style():
+        assert matplotlib.rcParams["axes.grid"] is True
+        assert matplotlib.rcParams["axes.spines.top"] is False
+        assert list(matplotlib.rcParams["axes.prop_cycle"]) == list(STYLE["axes.prop_cycle"])
+    fig, axes = figure(3, 2, width=9.0, height=5.0)
+    assert axes.shape == (6,)
+    np.testing.assert_array_equal(fig.get_size_inches(), [9.0, 5.0])
+    assert not axes[0].spines["top"].get_visible(), "the book's style reaches the axes"
+
+
+def test_module_body_changes_no_rcparams():
+    before = _rc_snapshot()
+    importlib.reload(orthobook.plotting)
+    assert _rc_snapshot() == before
+
+
+@pytest.mark.slow
+def test_import_changes_no_rcparams():
+    """In a fresh interpreter, the first import of the plotting modules leaves rcParams alone."""
+    code = (
+        "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot\n"
+        "before = dict(matplotlib.rcParams)\n"
+        "import orthobook.plotting, orthobook.widgets\n"
+        "after = dict(matplotlib.rcParams)\n"
+        "changed = sorted(k for k in before if before[k] != after[k])\n"
+        "assert not changed, changed\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
