@@ -9,7 +9,7 @@ NOTEBOOKS := $(CHAPTERS:.md=.ipynb)
 
 # Stored outputs are produced and checked under the same conditions: no progress bars
 # (their timings would differ), two threads (the book's CPU run).
-RUN_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+RUN_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYDEVD_DISABLE_FILE_VALIDATION=1
 
 .PHONY: venv test test-package test-chapters test-stored book execute benchmark clean
 

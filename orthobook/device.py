@@ -41,7 +41,10 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cpu")
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from error
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -61,8 +64,8 @@ def seed_everything(seed: int) -> None:
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must lie in [0, 2**32), got {seed}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -88,6 +91,8 @@ def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(seed)
     return gen

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from orthobook import _checks
-from orthobook.models import ElmanRNN, derivative
+from orthobook.models import NONLINEARITIES, ElmanRNN, derivative
 
 __all__ = ["hidden_gradient_norms", "jacobian_product", "jacobian_singular_values", "linear_gradient_norms"]
 
@@ -56,6 +56,7 @@ def jacobian_product(W: torch.Tensor, preactivations: torch.Tensor, nonlinearity
     """
     W = _checks.square(W, "W")
     _checks.floating(preactivations, "preactivations")
+    _checks.one_of(nonlinearity, "nonlinearity", tuple(NONLINEARITIES))
     if preactivations.dim() != 2 or preactivations.shape[1] != W.shape[0]:
         raise ValueError(f"preactivations must have shape (k, {W.shape[0]}), got {tuple(preactivations.shape)}")
     J = torch.eye(W.shape[0], dtype=W.dtype, device=W.device)

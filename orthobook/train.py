@@ -93,6 +93,8 @@ class History:
 
     def final_loss(self, window: int = 10) -> float:
         """Mean loss over the last ``window`` logged steps (a less noisy end point)."""
+        if not self.loss:
+            raise ValueError("the history is empty: no step was logged")
         tail = self.loss[-window:]
         return sum(tail) / len(tail)
 

@@ -99,9 +99,10 @@ def test_seed_everything_bad_type(seed):
         seed_everything(seed)
 
 
-def test_seed_everything_negative():
-    with pytest.raises(ValueError, match="seed must be non-negative"):
-        seed_everything(-1)
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_everything_out_of_range(seed):
+    with pytest.raises(ValueError, match=r"seed must lie in \[0, 2\*\*32\)"):
+        seed_everything(seed)
 
 
 # deterministic ----------------------------------------------------------------------------------
@@ -179,3 +180,13 @@ def test_run_mode_both():
 def test_run_mode_not_bool(quick, full):
     with pytest.raises(TypeError, match="quick and full must be bools"):
         run_mode(quick, full)
+
+
+def test_bad_device_name_is_a_value_error():
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        pick_device("gpu")
+
+
+def test_generator_rejects_negative_seed():
+    with pytest.raises(ValueError, match="seed must be non-negative"):
+        generator(-1)

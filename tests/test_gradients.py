@@ -222,3 +222,9 @@ def test_linear_gradient_norms_equal_identity_rnn_autograd():
 def test_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_jacobian_product_checks_the_nonlinearity_even_for_zero_steps():
+    W = torch.eye(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="nonlinearity must be one of"):
+        jacobian_product(W, torch.zeros(0, 3, dtype=torch.float64), "bogus")

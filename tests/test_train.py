@@ -312,3 +312,8 @@ def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         train(model, AddingTask(4), _adam(model), progress=False, **arguments)
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters())), "nothing trained before the check"
+
+
+def test_final_loss_of_an_empty_history_is_a_clear_error():
+    with pytest.raises(ValueError, match="history is empty"):
+        History().final_loss()
