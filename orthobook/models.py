@@ -100,10 +100,7 @@ class ElmanRNN(nn.Module):
         readout: str = "last",
     ) -> None:
         super().__init__()
-        _checks.positive_int(input_size, "input_size")
-        _checks.positive_int(hidden_size, "hidden_size")
-        _checks.positive_int(output_size, "output_size")
-        _checks.positive_int(num_layers, "num_layers")
+        _check_sizes(input_size, hidden_size, output_size, num_layers)
         self.nonlinearity = _checks.one_of(nonlinearity, "nonlinearity", tuple(NONLINEARITIES))
         self.readout_mode = _checks.one_of(readout, "readout", _READOUTS)
         self.recurrences = nn.ModuleList(_recurrences(recurrence, hidden_size, num_layers))
@@ -193,10 +190,7 @@ class LSTM(nn.Module):
         forget_bias: float = 1.0,
     ) -> None:
         super().__init__()
-        _checks.positive_int(input_size, "input_size")
-        _checks.positive_int(hidden_size, "hidden_size")
-        _checks.positive_int(output_size, "output_size")
-        _checks.positive_int(num_layers, "num_layers")
+        _check_sizes(input_size, hidden_size, output_size, num_layers)
         self.readout_mode = _checks.one_of(readout, "readout", _READOUTS)
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
         with torch.no_grad():
@@ -228,6 +222,13 @@ def _recurrences(
         if module.hidden_size != hidden_size:
             raise ValueError(f"recurrence[{layer}] has hidden_size={module.hidden_size}, the model has {hidden_size}")
     return layers
+
+
+def _check_sizes(input_size: int, hidden_size: int, output_size: int, num_layers: int) -> None:
+    _checks.positive_int(input_size, "input_size")
+    _checks.positive_int(hidden_size, "hidden_size")
+    _checks.positive_int(output_size, "output_size")
+    _checks.positive_int(num_layers, "num_layers")
 
 
 def _check_input(x: torch.Tensor, input_size: int) -> None:

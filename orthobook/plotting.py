@@ -66,6 +66,15 @@ def _axes(ax: Axes | None) -> Axes:
     return figure()[1][0] if ax is None else ax
 
 
+def _finish(ax: Axes, log: bool, title: str | None) -> None:
+    """The common end of the curve plots: y scale, title, legend."""
+    if log:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+
+
 def _smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Running mean over ``window`` points (valid part only; the input when it is shorter)."""
     y = np.asarray(values, dtype=float)
@@ -107,11 +116,7 @@ def plot_curves(
             ax.axhline(baseline, color="k", linestyle="--", linewidth=1, label="memoryless baseline")
         ax.set_xlabel("training step")
         ax.set_ylabel({"loss": "loss", "accuracy": "accuracy", "grad_norm": "gradient norm ‖∇θ L‖"}[metric])
-        if log:
-            ax.set_yscale("log")
-        if title:
-            ax.set_title(title)
-        ax.legend()
+        _finish(ax, log, title)
     return ax
 
 
@@ -140,11 +145,7 @@ def plot_gradient_norms(
             ax.plot(x, y[::-1] if lag_axis else y, label=label)
         ax.set_xlabel("lag T − t (steps back from the loss)" if lag_axis else "time step t")
         ax.set_ylabel("‖∂L/∂h_t‖")
-        if log:
-            ax.set_yscale("log")
-        if title:
-            ax.set_title(title)
-        ax.legend()
+        _finish(ax, log, title)
     return ax
 
 
