@@ -115,7 +115,7 @@ def train(
     probes: Mapping[str, Callable[[nn.Module], Any]] | None = None,
     probe_every: int = 100,
     on_nonfinite: str = "raise",
-    progress: bool = True,
+    progress: bool | None = None,
     description: str | None = None,
 ) -> History:
     """Train ``model`` on batches drawn from ``task`` for ``steps`` optimizer steps.
@@ -142,7 +142,8 @@ def train(
         probe_every: steps between probes.
         on_nonfinite: ``"raise"`` a :class:`TrainingDiverged`, or ``"stop"`` and return the
             history with ``diverged_at`` set.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar; ``None`` shows it unless the environment sets
+            ``TQDM_DISABLE=1`` (as the book's stored runs do: a bar's timings differ every run).
         description: label of the progress bar.
 
     Returns:
@@ -162,8 +163,9 @@ def train(
     if log_path is not None:
         _rewrite_log(log_path, history)
     model.train()
-    # Only an explicit "off" is passed on, so that TQDM_DISABLE=1 in the environment still wins.
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=description, **({} if progress else {"disable": True}))
+    if progress is None:
+        progress = os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=description, disable=not progress)
     for step in bar:
         x, y = task.sample(batch_size, generator, device)
         optimizer.zero_grad(set_to_none=True)

@@ -317,3 +317,11 @@ def test_bad_arguments(kwargs, error, match):
 def test_final_loss_of_an_empty_history_is_a_clear_error():
     with pytest.raises(ValueError, match="history is empty"):
         History().final_loss()
+
+
+@pytest.mark.parametrize(("env", "shown"), [("1", False), ("", True)])
+def test_progress_bar_follows_tqdm_disable_by_default(monkeypatch, capsys, env, shown):
+    monkeypatch.setenv("TQDM_DISABLE", env)
+    model = ElmanRNN(2, 4, 1)
+    train(model, AddingTask(4), _adam(model), 3, batch_size=4, description="bar-under-test")
+    assert ("bar-under-test" in capsys.readouterr().err) is shown
