@@ -38,8 +38,10 @@ from torch.nn.utils.parametrizations import orthogonal
 
 import householder_cases
 from orthobook.device import pick_device
+from orthobook.init import orthogonal as haar_orthogonal
 from orthobook.models import ElmanRNN
 from orthobook.recurrent import HouseholderSVD, Plain, Recurrence
+from orthobook.stiefel import cayley_retraction_full, cayley_retraction_lowrank
 
 Step = Callable[[], None]
 RECORD_KEYS = ("case", "n", "T", "batch", "seconds", "baseline", "baseline_seconds", "ratio")
@@ -227,6 +229,31 @@ def householder_product_cases(settings: Settings) -> Iterator[Comparison]:
             "parametrizations.orthogonal(householder)": householder_cases._parametrization_step(n, p, device, dtype),
         }
         yield Comparison(case, n, None, None, householder_cases._orthobook_step(n, p, device, dtype), baselines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cayley retractions (one geodesic step of a Stiefel parameter)
+
+# Tall frames n×(n/TALL_RATIO): the shape where the low-rank form should win (2p < n).
+TALL_RATIO = 8
+
+
+def _cayley_step(retraction: Callable, n: int, p: int, device: torch.device) -> Step:
+    """One Cayley step ``retraction(Y, G, lr)`` of a fixed frame ``Y: (n, p)``."""
+    g = torch.Generator().manual_seed(n + p)
+    Y = haar_orthogonal(n, generator=g)[:, :p].to(device)
+    G = torch.randn(n, p, generator=g).to(device)
+    return lambda: retraction(Y, G, LEARNING_RATE)
+
+
+@group("cayley", "Cayley step: low-rank (Woodbury, 2p x 2p solve) vs full (n x n solve), square and tall n x n/8")
+def cayley_cases(settings: Settings) -> Iterator[Comparison]:
+    for n in settings.sizes:
+        for p in dict.fromkeys((n, max(1, n // TALL_RATIO))):  # square, then tall (once if equal)
+            case = f"cayley low-rank {n}x{p}"
+            ours = _cayley_step(cayley_retraction_lowrank, n, p, settings.device)
+            baseline = {"cayley full": _cayley_step(cayley_retraction_full, n, p, settings.device)}
+            yield Comparison(case, n, None, None, ours, baseline)
 
 
 # ---------------------------------------------------------------------------------------------
