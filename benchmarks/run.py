@@ -39,7 +39,7 @@ from torch.nn.utils.parametrizations import orthogonal
 import householder_cases
 from orthobook.device import pick_device
 from orthobook.init import orthogonal as haar_orthogonal
-from orthobook.models import ElmanRNN
+from orthobook.models import ElmanRNN, rin
 from orthobook.recurrent import HouseholderSVD, Plain, Recurrence
 from orthobook.stiefel import cayley_retraction_full, cayley_retraction_lowrank
 
@@ -104,11 +104,11 @@ def group(name: str, description: str) -> Callable[[Group], Group]:
 # Training steps of recurrent networks
 
 class TorchRNN(nn.Module):
-    """The reference: ``nn.RNN`` (tanh) and an ``nn.Linear`` readout of the last state."""
+    """The reference: ``nn.RNN`` (tanh or relu) and an ``nn.Linear`` readout of the last state."""
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, nonlinearity: str = "tanh") -> None:
         super().__init__()
-        self.rnn = nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True)
+        self.rnn = nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, batch_first=True)
         self.readout = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,8 +156,10 @@ def _elman_step(
     return training_step(model, optimizer(model), x, y)
 
 
-def _torch_rnn_step(n: int, x: torch.Tensor, y: torch.Tensor, orthogonal_map: str | None = None) -> Step:
-    model = TorchRNN(1, n, 1)
+def _torch_rnn_step(
+    n: int, x: torch.Tensor, y: torch.Tensor, orthogonal_map: str | None = None, nonlinearity: str = "tanh"
+) -> Step:
+    model = TorchRNN(1, n, 1, nonlinearity)
     context: Callable[[], AbstractContextManager] = nullcontext
     if orthogonal_map is not None:
         orthogonal(model.rnn, "weight_hh_l0", orthogonal_map=orthogonal_map)
@@ -233,6 +235,15 @@ def householder_product_cases(settings: Settings) -> Iterator[Comparison]:
 
 # ---------------------------------------------------------------------------------------------
 # Cayley retractions (one geodesic step of a Stiefel parameter)
+
+@group("residual", "training step of the RIN (ElmanRNN, ResidualIdentity U + I, relu) vs nn.RNN(relu); target <= 1.05")
+def residual_cases(settings: Settings) -> Iterator[Comparison]:
+    for n, T, x, y in _rnn_grid(settings):
+        model = rin(1, n, 1).to(x.device)
+        ours = training_step(model, _adam(model), x, y)
+        baseline = {"nn.RNN(relu)": _torch_rnn_step(n, x, y, nonlinearity="relu")}
+        yield Comparison("RIN ResidualIdentity", n, T, settings.batch, ours, baseline)
+
 
 # Tall frames n×(n/TALL_RATIO): the shape where the low-rank form should win (2p < n).
 TALL_RATIO = 8

@@ -57,6 +57,7 @@ __all__ = [
     "mnist_sequences",
     "validation_split",
     "SequenceLoader",
+    "ClassificationTask",
     "tokenize_ptb",
     "Vocabulary",
     "PTBCorpus",
@@ -637,6 +638,72 @@ class SequenceLoader:
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield self.inputs[idx], self.targets[idx]
+
+
+
+class ClassificationTask:
+    """Labelled sequences (e.g. sequential MNIST) as a task for :func:`~orthobook.train.train`.
+
+    Each batch is ``batch_size`` distinct examples drawn at random (without replacement within
+    the batch) by the caller's generator, so ``evaluate(model, task, batch_size=len(task))``
+    scores every example exactly once. The loss is the cross-entropy of the last output, the
+    accuracy the fraction of correct argmax classes.
+
+    Args:
+        inputs: (n, T, input_size) float tensor, e.g. ``mnist_sequences(...).inputs``.
+        targets: (n,) int64 class labels on the same device.
+
+    Raises:
+        TypeError: ``inputs`` is not a floating tensor or ``targets`` not an int64 tensor.
+        ValueError: wrong shapes, different lengths or devices.
+
+    Example:
+        >>> task = ClassificationTask(torch.zeros(10, 784, 1), torch.zeros(10, dtype=torch.long))
+        >>> x, y = task.sample(4, torch.Generator().manual_seed(0))
+        >>> x.shape, y.shape
+        (torch.Size([4, 784, 1]), torch.Size([4]))
+    """
+
+    readout = "last"
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        _checks.floating(inputs, "inputs")
+        _checks.tensor(targets, "targets")
+        if inputs.dim() != 3:
+            raise ValueError(f"inputs must have shape (n, T, input_size), got {tuple(inputs.shape)}")
+        if targets.dtype != torch.long:
+            raise TypeError(f"targets must be an int64 tensor of class labels, got dtype {targets.dtype}")
+        if targets.shape != inputs.shape[:1]:
+            raise ValueError(f"targets must have shape ({inputs.shape[0]},) to match inputs, got {tuple(targets.shape)}")
+        if inputs.device != targets.device:
+            raise ValueError(f"inputs and targets must be on one device, got {inputs.device} and {targets.device}")
+        self.inputs = inputs
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def input_size(self) -> int:
+        return self.inputs.shape[-1]
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x``: (batch, T, input_size), ``y``: (batch,) for ``batch_size ≤ len(self)`` examples."""
+        _checks.positive_int(batch_size, "batch_size")
+        if batch_size > len(self):
+            raise ValueError(f"batch_size must be at most the {len(self)} examples, got {batch_size}")
+        idx = torch.randperm(len(self), generator=generator)[:batch_size].to(self.inputs.device)
+        return self.inputs[idx].to(device), self.targets[idx].to(device)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy; ``output``: (batch, classes) logits."""
+        return torch.nn.functional.cross_entropy(output, target)
+
+    def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Fraction of examples whose largest logit is the label."""
+        return (output.argmax(-1) == target).float().mean()
 
 
 # --------------------------------------------------------------------------- Penn Treebank

@@ -21,9 +21,9 @@ from torch import nn
 from torch.func import functional_call
 
 from orthobook import _checks
-from orthobook.recurrent import Plain, Recurrence
+from orthobook.recurrent import Plain, Recurrence, ResidualIdentity
 
-__all__ = ["ElmanRNN", "LSTM", "Trajectory", "NONLINEARITIES", "derivative"]
+__all__ = ["ElmanRNN", "LSTM", "Trajectory", "NONLINEARITIES", "derivative", "rin", "irnn"]
 
 NONLINEARITIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
@@ -206,6 +206,90 @@ class LSTM(nn.Module):
         if self.readout_mode == "last":
             return self.readout(states[:, -1])
         return self.readout(states)
+
+
+def rin(
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    *,
+    num_layers: int = 1,
+    readout: str = "last",
+    std: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> ElmanRNN:
+    """The recurrent identity network (RIN) of Hu et al. (2018), a stack of ReLU layers.
+
+    Each layer computes ``h_t = relu((U + I) h_{t-1} + V x_t + b)`` (Book: Eq. (rin-recurrence))
+    with a :class:`~orthobook.recurrent.ResidualIdentity` recurrence, and the paper's
+    initialisation: ``U`` and ``V`` drawn ``N(0, std²)`` (``std = 1e-3``), ``b = 0``.
+
+    Args:
+        input_size, hidden_size, output_size, num_layers, readout: as for :class:`ElmanRNN`
+            (the paper stacks 1 to 3 layers).
+        std: standard deviation ≥ 0 of the initial ``U`` and ``V``.
+        generator: optional generator for a reproducible initial draw.
+
+    Returns:
+        An :class:`ElmanRNN` with ``nonlinearity="relu"``.
+
+    Example:
+        >>> model = rin(2, 16, 1, num_layers=2)
+        >>> model(torch.zeros(4, 10, 2)).shape
+        torch.Size([4, 1])
+    """
+    _checks.positive_int(num_layers, "num_layers")
+    _checks.non_negative_float(std, "std")
+    recurrences = [ResidualIdentity(hidden_size, std, generator=generator) for _ in range(num_layers)]
+    model = ElmanRNN(
+        input_size, hidden_size, output_size, recurrence=recurrences, nonlinearity="relu", num_layers=num_layers, readout=readout
+    )
+    _small_inputs_zero_biases(model, std, generator)
+    return model
+
+
+def irnn(
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    *,
+    num_layers: int = 1,
+    readout: str = "last",
+    input_std: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> ElmanRNN:
+    """The IRNN of Le, Jaitly & Hinton (2015): ReLU units, ``W`` initialised to ``I``, ``b = 0``.
+
+    ``W`` is a :class:`~orthobook.recurrent.Plain` matrix learned as a whole, so at the start
+    the IRNN computes the same function as :func:`rin` with ``U = 0``; they differ in what is
+    learned and where an L2 penalty pulls (Book: Eq. (rin-prior)). Input weights ``V`` start
+    ``N(0, input_std²)``.
+
+    Args:
+        input_size, hidden_size, output_size, num_layers, readout: as for :class:`ElmanRNN`.
+        input_std: standard deviation ≥ 0 of the initial ``V``.
+        generator: optional generator for a reproducible initial draw.
+
+    Returns:
+        An :class:`ElmanRNN` with ``nonlinearity="relu"``.
+    """
+    _checks.positive_int(num_layers, "num_layers")
+    _checks.non_negative_float(input_std, "input_std")
+    recurrences = [Plain(hidden_size, init="identity") for _ in range(num_layers)]
+    model = ElmanRNN(
+        input_size, hidden_size, output_size, recurrence=recurrences, nonlinearity="relu", num_layers=num_layers, readout=readout
+    )
+    _small_inputs_zero_biases(model, input_std, generator)
+    return model
+
+
+@torch.no_grad()
+def _small_inputs_zero_biases(model: ElmanRNN, std: float, generator: torch.Generator | None) -> None:
+    for layer in range(model.num_layers):
+        V = getattr(model.rnn, f"weight_ih_l{layer}")
+        V.copy_(std * torch.randn(V.shape, generator=generator))
+        getattr(model.rnn, f"bias_ih_l{layer}").zero_()
+        getattr(model.rnn, f"bias_hh_l{layer}").zero_()
 
 
 def _recurrences(

@@ -17,7 +17,17 @@ from orthobook import init as _init
 from orthobook.householder import householder_product
 from orthobook.stiefel import StiefelParameter, orthogonality_error
 
-__all__ = ["Recurrence", "Plain", "margin_singular_values", "HouseholderSVD", "HouseholderSVDLinear", "SpectralMarginSVD", "soft_orthogonality_penalty", "singular_value_prior"]
+__all__ = [
+    "Recurrence",
+    "Plain",
+    "margin_singular_values",
+    "HouseholderSVD",
+    "HouseholderSVDLinear",
+    "SpectralMarginSVD",
+    "soft_orthogonality_penalty",
+    "singular_value_prior",
+    "ResidualIdentity",
+]
 
 _PLAIN_INITS = ("glorot", "orthogonal", "identity")
 
@@ -398,3 +408,47 @@ def singular_value_prior(s: torch.Tensor, std: float) -> torch.Tensor:
     if not 0 < sigma < float("inf"):
         raise ValueError(f"std must be positive and finite, got {std}")
     return (s - 1.0).square().sum(dim=-1) / (2.0 * sigma**2)
+
+
+class ResidualIdentity(Recurrence):
+    """The recurrent identity network's matrix ``W = U + I`` (Hu et al. 2018).
+
+    With ``f = relu`` the Elman step becomes ``h_t = relu((U + I) h_{t-1} + V x_t + b)``
+    (Book: Eq. (rin-recurrence)): the identity is a fixed part of the recurrence and only the
+    residual ``U`` is learned, so the backward factor is ``(U + I)ᵀ D_k`` (Book: Eq.
+    (rin-jacobian)) and an L2 penalty or weight decay on ``U`` is a prior centred at ``W = I``
+    (Book: Eq. (rin-prior)). ``U`` starts ``N(0, std²)``, the paper's ``std = 1e-3``;
+    ``std = 0`` starts exactly at the identity (the IRNN's initial matrix). ``forward()``
+    builds ``W`` once per call (one (n, n) addition); the model then runs the fused kernel.
+
+    Parameters: ``U: (n, n)``.
+
+    Args:
+        hidden_size: n.
+        std: standard deviation ≥ 0 of the initial entries of ``U``.
+        generator: optional generator for a reproducible initial draw.
+
+    Raises:
+        TypeError: ``hidden_size`` is not an int or ``std`` not a real number.
+        ValueError: ``hidden_size < 1`` or ``std < 0``.
+
+    Example:
+        >>> rec = ResidualIdentity(4, std=0.0)
+        >>> torch.equal(rec(), torch.eye(4))
+        True
+    """
+
+    def __init__(self, hidden_size: int, std: float = 1e-3, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
+        self.std = _checks.non_negative_float(std, "std")
+        self.U = nn.Parameter(self.std * torch.randn(hidden_size, hidden_size, generator=generator))
+        # Not in the state dict: I is a constant, moved and cast with the module.
+        self.register_buffer("identity", torch.eye(hidden_size), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        """``W: (n, n) = U + I`` (Book: Eq. (rin-recurrence))."""
+        return self.U + self.identity
+
+    def extra_repr(self) -> str:
+        return f"hidden_size={self.hidden_size}, std={self.std}"

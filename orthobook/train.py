@@ -117,6 +117,7 @@ def train(
     on_nonfinite: str = "raise",
     progress: bool | None = None,
     description: str | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> History:
     """Train ``model`` on batches drawn from ``task`` for ``steps`` optimizer steps.
 
@@ -145,6 +146,9 @@ def train(
         progress: show a tqdm progress bar; ``None`` shows it unless the environment sets
             ``TQDM_DISABLE=1`` (as the book's stored runs do: a bar's timings differ every run).
         description: label of the progress bar.
+        penalty: ``fn(model)`` returning a 0-dim tensor added to the loss before the backward
+            pass (e.g. :class:`~orthobook.regularize.RecurrentL2`); the history logs the task's
+            loss without it.
 
     Returns:
         The :class:`History` of the run.
@@ -153,6 +157,8 @@ def train(
         TrainingDiverged: the loss became NaN or infinite and ``on_nonfinite="raise"``.
     """
     _validate(steps, batch_size, clip, log_every, checkpoint_every, probe_every, on_nonfinite)
+    if penalty is not None and not callable(penalty):
+        raise TypeError(f"penalty must be a callable fn(model) -> tensor or None, got {type(penalty).__name__}")
     probes = dict(probes or {})
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -178,7 +184,7 @@ def train(
                 raise TrainingDiverged(step, loss_value, history.last_finite())
             history.diverged_at = step
             break
-        loss.backward()
+        (loss if penalty is None else loss + penalty(model)).backward()
         max_norm = math.inf if clip is None else clip
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
         optimizer.step()

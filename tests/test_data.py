@@ -660,3 +660,56 @@ def test_real_ptb_char_level(real_ptb_dir):
     batched = data.batchify(ptb.valid, 32, device="cpu")
     x, y = next(data.bptt_batches(batched, 100))
     assert x.shape == (32, 100) and torch.equal(x[:, 1:], y[:, :-1])
+
+
+# --------------------------------------------------------------------------- ClassificationTask
+
+
+def _classification(n: int = 12, T: int = 5) -> data.ClassificationTask:
+    inputs = torch.arange(n * T, dtype=torch.float32).reshape(n, T, 1)
+    return data.ClassificationTask(inputs, torch.arange(n) % 3)
+
+
+def test_classification_task_batches_are_distinct_examples():
+    task = _classification()
+    x, y = task.sample(5, torch.Generator().manual_seed(0))
+    assert x.shape == (5, 5, 1) and y.shape == (5,) and task.input_size == 1 and len(task) == 12
+    rows = (x[:, 0, 0] / 5).long()
+    assert len(set(rows.tolist())) == 5, "no example twice in a batch"
+    assert torch.equal(y, rows % 3), "inputs and labels stay paired"
+    everything, labels = task.sample(12, torch.Generator().manual_seed(1))
+    assert sorted((everything[:, 0, 0] / 5).long().tolist()) == list(range(12))
+    again, _ = task.sample(5, torch.Generator().manual_seed(0))
+    assert torch.equal(again, x)
+
+
+def test_classification_task_loss_and_accuracy():
+    task = _classification()
+    logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 5.0, 0.0]])
+    target = torch.tensor([0, 1, 2])
+    assert task.accuracy(logits, target).item() == pytest.approx(2 / 3)
+    expected = torch.nn.functional.cross_entropy(logits, target)
+    assert torch.equal(task.loss(logits, target), expected)
+
+
+@pytest.mark.parametrize(
+    "inputs, targets, error, match",
+    [
+        (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), ValueError, r"inputs must have shape \(n, T, input_size\)"),
+        (torch.zeros(4, 3, 1, dtype=torch.long), torch.zeros(4, dtype=torch.long), TypeError, "inputs must be a floating-point"),
+        (torch.zeros(4, 3, 1), torch.zeros(4), TypeError, "targets must be an int64 tensor"),
+        (torch.zeros(4, 3, 1), torch.zeros(5, dtype=torch.long), ValueError, r"targets must have shape \(4,\)"),
+        (torch.zeros(4, 3, 1), [0, 1, 2, 3], TypeError, "targets must be a torch.Tensor"),
+    ],
+)
+def test_classification_task_errors(inputs, targets, error, match):
+    with pytest.raises(error, match=match):
+        data.ClassificationTask(inputs, targets)
+
+
+def test_classification_task_batch_size_errors():
+    task = _classification()
+    with pytest.raises(ValueError, match="batch_size must be at most the 12 examples"):
+        task.sample(13)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        task.sample(0)

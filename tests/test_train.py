@@ -325,3 +325,30 @@ def test_progress_bar_follows_tqdm_disable_by_default(monkeypatch, capsys, env, 
     model = ElmanRNN(2, 4, 1)
     train(model, AddingTask(4), _adam(model), 3, batch_size=4, description="bar-under-test")
     assert ("bar-under-test" in capsys.readouterr().err) is shown
+
+
+# Penalty -------------------------------------------------------------------------------------------
+
+
+def test_penalty_adds_its_gradient_and_is_not_logged():
+    task, lr, lam, seed = AddingTask(5), 0.1, 0.5, 3
+    model, reference = _model(4), _model(4)
+    x, y = task.sample(16, torch.Generator().manual_seed(seed))
+    loss = task.loss(reference(x), y)
+    W = reference.recurrences[0].weight
+    (loss + lam * W.square().sum()).backward()
+    expected = W.detach() - lr * W.grad
+
+    def penalty(m):
+        return lam * m.recurrences[0].weight.square().sum()
+
+    history = train(model, task, torch.optim.SGD(model.parameters(), lr=lr), 1, batch_size=16, seed=seed, penalty=penalty, progress=False)
+    eps = torch.finfo(torch.float32).eps
+    assert history.loss[0] == pytest.approx(loss.item(), rel=10 * eps), "the log holds the task's loss"
+    assert torch.allclose(model.recurrences[0].weight, expected, rtol=0, atol=100 * eps)
+
+
+def test_penalty_must_be_callable():
+    model = _model()
+    with pytest.raises(TypeError, match="penalty must be a callable"):
+        train(model, AddingTask(4), _adam(model), 2, penalty=0.1, progress=False)
