@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ __all__ = [
     "plot_digit",
     "plot_gradient_norms",
     "plot_pixel_sequence",
+    "plot_probe",
     "plot_sequence_heatmap",
     "plot_singular_values",
 ]
@@ -48,11 +50,27 @@ STYLE: dict[str, object] = {
 }
 
 
+# Note [interactive flag and the inline backend]
+# The first pyplot figure of a Jupyter kernel loads the inline backend, which turns matplotlib's
+# interactive mode on; that is what makes every later figure show at the end of its cell. When
+# that first figure is made inside rc_context, leaving the context restores interactive = False
+# and no later figure is shown. book_style therefore keeps the interactive flag as the block
+# left it, and restores every other setting.
+
+
 @contextmanager
 def book_style() -> Iterator[None]:
-    """Context in which matplotlib uses the book's style (:data:`STYLE`)."""
+    """Context in which matplotlib uses the book's style (:data:`STYLE`).
+
+    Every setting is restored on exit except the interactive flag, which a backend loaded
+    inside the block may have switched on (Note [interactive flag and the inline backend]).
+    """
     with plt.rc_context(STYLE):
-        yield
+        try:
+            yield
+        finally:
+            interactive = matplotlib.is_interactive()
+    matplotlib.interactive(interactive)
 
 
 def figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 3.6) -> tuple[Figure, np.ndarray]:
@@ -116,6 +134,42 @@ def plot_curves(
             ax.axhline(baseline, color="k", linestyle="--", linewidth=1, label="memoryless baseline")
         ax.set_xlabel("training step")
         ax.set_ylabel({"loss": "loss", "accuracy": "accuracy", "grad_norm": "gradient norm ‖∇θ L‖"}[metric])
+        _finish(ax, log, title)
+    return ax
+
+
+def plot_probe(
+    histories: Mapping[str, History],
+    name: str,
+    *,
+    ylabel: str,
+    ax: Axes | None = None,
+    log: bool = True,
+    title: str | None = None,
+) -> Axes:
+    """A scalar probe recorded during training against the step, one line per labelled run.
+
+    Args:
+        histories: ``label → History`` whose ``probes[name]`` holds ``(step, value)`` pairs with
+            a number as value (see the ``probes`` argument of :func:`~orthobook.train.train`).
+        name: the probe to draw.
+        ylabel: what the probe measures (with units), e.g. ``"‖UᵀU − I‖_F"``.
+        ax: axes to draw on (a new figure when ``None``).
+        log: logarithmic y axis.
+        title: axes title.
+
+    Raises:
+        KeyError: a history has no probe ``name``.
+    """
+    ax = _axes(ax)
+    with book_style():
+        for label, history in histories.items():
+            if name not in history.probes:
+                raise KeyError(f"history {label!r} has no probe {name!r}; it has {sorted(history.probes)}")
+            steps, values = zip(*history.probes[name]) if history.probes[name] else ((), ())
+            ax.plot(np.asarray(steps, dtype=float), np.asarray(values, dtype=float), marker=".", label=label)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
         _finish(ax, log, title)
     return ax
 

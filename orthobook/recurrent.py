@@ -287,14 +287,18 @@ class SpectralMarginSVD(Recurrence):
     ``(1 − m, 1 + m)`` (Book: Eq. (sm-svd), Eq. (sm-margin)). ``margin=None`` is the paper's
     "no margin": ``s = p`` is free, starting at 1 (the singular values are then ``|s|``).
     Either way ``s`` starts at 1, so the initial ``W = U Vᵀ`` is orthogonal: Haar distributed
-    for ``init="orthogonal"``, the identity for ``init="identity"``.
+    for ``init="orthogonal"``, the identity for ``init="identity"``. Given a matrix ``W₀`` as
+    ``init``, the model starts at ``W₀`` itself: ``U``, ``V`` and ``s`` come from the SVD of
+    ``W₀`` (Note [starting a spectral margin at a given matrix]).
 
     Parameters: ``U: (n, n)``, ``V: (n, n)``, ``p: (n,)``.
 
     Args:
         hidden_size: n.
         margin: m ≥ 0 (``m = 0``: ``W`` exactly orthogonal), or ``None`` for free singular values.
-        init: ``"orthogonal"`` (independent Haar ``U`` and ``V``) or ``"identity"`` (``U = V = I``).
+        init: ``"orthogonal"`` (independent Haar ``U`` and ``V``), ``"identity"`` (``U = V = I``),
+            or an (n, n) tensor ``W₀`` whose singular values lie in the margin band (any ``W₀``
+            for ``margin=None``, e.g. a Glorot draw).
         generator: optional generator for a reproducible initial draw.
         dtype: floating dtype of the parameters. Build in float64 for float64 work: ``.double()``
             of a float32 module keeps ``U``, ``V`` only float32-orthogonal (error ~1e-7).
@@ -302,7 +306,8 @@ class SpectralMarginSVD(Recurrence):
     Raises:
         TypeError: ``hidden_size`` is not an int, ``margin`` not a real number or ``None``, or
             ``dtype`` not a floating dtype.
-        ValueError: ``hidden_size < 1``, ``margin < 0`` or an unknown ``init``.
+        ValueError: ``hidden_size < 1``, ``margin < 0``, an unknown ``init``, or an ``init``
+            matrix of the wrong shape or with a singular value outside the margin band.
 
     Example:
         >>> rec = SpectralMarginSVD(8, margin=0.1, generator=torch.Generator().manual_seed(0))
@@ -318,16 +323,21 @@ class SpectralMarginSVD(Recurrence):
         hidden_size: int,
         *,
         margin: float | None = 0.01,
-        init: str = "orthogonal",
+        init: str | torch.Tensor = "orthogonal",
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
         self.margin = None if margin is None else _checks.non_negative_float(margin, "margin")
-        _checks.one_of(init, "init", ("orthogonal", "identity"))
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        if isinstance(init, torch.Tensor):
+            U, V, p = _factors_of(init, hidden_size, self.margin)
+            self.U, self.V = StiefelParameter(U.to(dtype)), StiefelParameter(V.to(dtype))
+            self.p = nn.Parameter(p.to(dtype))
+            return
+        _checks.one_of(init, "init", ("orthogonal", "identity"))
         self.U = StiefelParameter(_orthogonal_factor(hidden_size, init, generator, dtype))
         self.V = StiefelParameter(_orthogonal_factor(hidden_size, init, generator, dtype))
         start = 0.0 if self.margin is not None else 1.0
@@ -351,6 +361,38 @@ class SpectralMarginSVD(Recurrence):
 
     def extra_repr(self) -> str:
         return f"hidden_size={self.hidden_size}, margin={self.margin}"
+
+
+# Note [starting a spectral margin at a given matrix]
+# ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+# W₀ = U diag(σ) Vᵀ (its SVD, computed in float64) gives the factors directly; the free
+# parameters then invert the margin map of Eq. (sm-margin): p = logit((σ − 1)/(2m) + ½). That
+# needs every σ strictly inside (1 − m, 1 + m): the sigmoid never reaches the edges. With
+# m = 0 the map is constant, so W₀ must be orthogonal (σ = 1 to rounding) and p = 0. With
+# margin=None, p = σ. A Glorot draw has singular values spread over (0, 2) (the quarter-circle
+# law), so only margin=None, and m ≥ 1 for a lucky draw, can start from one.
+
+
+def _factors_of(
+    W0: torch.Tensor, n: int, margin: float | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(U, V, p)`` with ``U diag(s(p)) Vᵀ = W₀`` (Note [starting a spectral margin at a given matrix])."""
+    W0 = _checks.square(W0, "init")
+    if W0.shape[0] != n:
+        raise ValueError(f"init must have shape ({n}, {n}), got {tuple(W0.shape)}")
+    U, sigma, Vh = torch.linalg.svd(W0.detach().to("cpu", torch.float64))
+    if margin is None:
+        return U, Vh.mT, sigma
+    if margin == 0:
+        if (sigma - 1).abs().max() > 10 * n * torch.finfo(W0.dtype).eps:
+            raise ValueError("init must be orthogonal for margin=0 (every singular value 1)")
+        return U, Vh.mT, torch.zeros(n, dtype=torch.float64)
+    if not bool(((sigma - 1).abs() < margin).all()):
+        raise ValueError(
+            f"init must have every singular value in the margin band ({1 - margin:g}, {1 + margin:g}); "
+            f"its singular values span [{sigma.min().item():.4g}, {sigma.max().item():.4g}]"
+        )
+    return U, Vh.mT, torch.logit((sigma - 1) / (2 * margin) + 0.5)
 
 
 def _orthogonal_factor(

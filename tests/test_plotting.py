@@ -16,7 +16,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import orthobook.plotting  # noqa: E402
-from orthobook.plotting import STYLE, book_style, figure, plot_curves, plot_gradient_norms, plot_singular_values  # noqa: E402
+from orthobook.plotting import (  # noqa: E402
+    STYLE,
+    book_style,
+    figure,
+    plot_curves,
+    plot_gradient_norms,
+    plot_probe,
+    plot_singular_values,
+)
 from orthobook.train import History  # noqa: E402
 
 
@@ -123,6 +131,24 @@ def test_plot_gradient_norms_accepts_tensors_with_grad():
     np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), np.full(5, 2.0))
 
 
+# plot_probe ---------------------------------------------------------------------------------------
+
+
+def test_plot_probe_draws_each_run_against_its_probe_steps():
+    histories = {"m = 0": History(probes={"err": [(10, 1e-7), (20, 2e-7)]}), "m = 1": History(probes={"err": [(10, 3e-7)]})}
+    ax = plot_probe(histories, "err", ylabel="‖UᵀU − I‖_F", title="drift")
+    assert len(ax.get_lines()) == 2 and _legend_texts(ax) == list(histories)
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), [10, 20])
+    np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), [1e-7, 2e-7])
+    assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "‖UᵀU − I‖_F"
+    assert ax.get_yscale() == "log" and ax.get_title() == "drift"
+
+
+def test_plot_probe_missing_probe_is_named():
+    with pytest.raises(KeyError, match="history 'a' has no probe 'err'"):
+        plot_probe({"a": History(probes={"other": []})}, "err", ylabel="x")
+
+
 # plot_singular_values -----------------------------------------------------------------------------
 
 
@@ -150,6 +176,7 @@ def _rc_snapshot() -> dict:
         lambda: plot_curves(_histories(), baseline=0.5),
         lambda: plot_gradient_norms({"a": [1.0, 2.0]}),
         lambda: plot_singular_values({"a": [1.0, 2.0]}),
+        lambda: plot_probe({"a": History(probes={"p": [(1, 1.0)]})}, "p", ylabel="p"),
         lambda: figure(2, 2),
     ],
 )
@@ -157,6 +184,18 @@ def test_style_does_not_leak(draw):
     before = _rc_snapshot()
     draw()
     assert _rc_snapshot() == before
+
+
+def test_book_style_keeps_an_interactive_mode_switched_on_inside_it():
+    """A backend loaded inside the block (Jupyter's inline one) turns interactive mode on; it stays on."""
+    was = matplotlib.is_interactive()
+    try:
+        matplotlib.interactive(False)
+        with book_style():
+            matplotlib.interactive(True)
+        assert matplotlib.is_interactive()
+    finally:
+        matplotlib.interactive(was)
 
 
 def test_style_is_applied_inside_book_style():

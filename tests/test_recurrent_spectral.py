@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.func import functional_call
 
-from orthobook.init import orthogonal
+from orthobook.init import glorot, orthogonal
 from orthobook.optim import GeodesicOptimizer
 from orthobook.recurrent import (
     Recurrence,
@@ -76,6 +76,38 @@ def test_survives_double_deepcopy_and_save():
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=False)
     assert type(loaded.U) is StiefelParameter and torch.equal(loaded(), rec())
+
+
+def test_starts_at_a_given_glorot_matrix_without_a_margin():
+    """init=W₀ with margin=None: W = U diag(s) Vᵀ reproduces W₀ and s are its singular values."""
+    W0 = glorot(6, generator=gen(3), dtype=F64)
+    rec = SpectralMarginSVD(6, margin=None, init=W0, dtype=F64)
+    assert type(rec.U) is StiefelParameter and type(rec.V) is StiefelParameter
+    assert torch.allclose(rec(), W0, atol=tol(F64, 6))
+    assert torch.allclose(rec.singular_values(), torch.linalg.svdvals(W0), atol=tol(F64, 6))
+    assert max(rec.orthogonality_errors()) <= tol(F64, 6)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.2])
+def test_starts_at_a_given_matrix_inside_the_margin(margin):
+    """Book: Eq. (sm-margin) inverted: p = logit((σ − 1)/(2m) + ½) gives back W₀."""
+    Q = orthogonal(5, generator=gen(4), dtype=F64)
+    sigma = torch.tensor([1.0, 0.9, 1.1, 0.85, 1.19], dtype=F64) if margin else torch.ones(5, dtype=F64)
+    W0 = (Q * sigma) @ orthogonal(5, generator=gen(5), dtype=F64).mT
+    rec = SpectralMarginSVD(5, margin=margin, init=W0, dtype=F64)
+    assert torch.allclose(rec(), W0, atol=tol(F64, 5))
+
+
+def test_given_matrix_outside_the_margin_is_refused():
+    W0 = glorot(8, generator=gen(6))
+    with pytest.raises(ValueError, match=r"init must have every singular value in the margin band \(0.9, 1.1\)"):
+        SpectralMarginSVD(8, margin=0.1, init=W0)
+    with pytest.raises(ValueError, match="init must be orthogonal for margin=0"):
+        SpectralMarginSVD(8, margin=0.0, init=W0)
+    with pytest.raises(ValueError, match=r"init must have shape \(4, 4\)"):
+        SpectralMarginSVD(4, margin=None, init=W0)
+    with pytest.raises(TypeError, match="init must be a floating-point tensor"):
+        SpectralMarginSVD(2, margin=None, init=torch.eye(2, dtype=torch.int64))
 
 
 # --- the margin (Book: Eq. (sm-svd), Eq. (sm-margin)) ----------------------------------------------
