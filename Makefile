@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 test: test-package test-chapters test-stored book
 
 test-package: $(STAMP)
-	-$(PY) tests/fetch_real_data.py
+	$(PY) tests/fetch_real_data.py
 	$(RUN_ENV) $(PY) -m pytest tests -m "not notebooks"
 
 test-chapters: $(STAMP)
