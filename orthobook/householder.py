@@ -19,7 +19,14 @@ import torch
 
 from orthobook import _checks
 
-__all__ = ["reflector", "apply_reflectors", "householder_product", "recover_reflectors"]
+__all__ = [
+    "reflector",
+    "apply_reflectors",
+    "householder_product",
+    "recover_reflectors",
+    "reflector_distance_bound",
+    "fit_reflectors",
+]
 
 
 # Note [compact WY]
@@ -220,6 +227,125 @@ def recover_reflectors(Q: torch.Tensor) -> torch.Tensor:
     if not vectors:
         return Q.new_zeros(n, 0)
     return torch.stack(vectors, dim=1)
+
+
+# Note [reach of k reflectors]
+# ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+# Claim: for orthogonal Q (n × n) and any P = H(u₁) … H(u_k),
+#
+#     ‖Q − P‖_F ≥ (Σ_{i>k} σ_i(Q − I)²)^{1/2},  and ‖Q − P‖_F ≥ 2 when det Q ≠ (−1)^k,   (hh-reach)
+#
+# with σ₁ ≥ σ₂ ≥ … the singular values of Q − I, and the first bound is attained when
+# det Q = (−1)^k.
+#
+# Rank: by Note [compact WY], P − I = −U S⁻¹ Uᵀ has rank ≤ k, so Q − P = (Q − I) − (P − I)
+# is Q − I minus a matrix of rank ≤ k, and Eckart–Young bounds its Frobenius norm below by
+# the tail of the singular values of Q − I.
+# Parity: det P = (−1)^k. If det Q differs, R = QᵀP is orthogonal with det R = −1, so it has
+# the eigenvalue −1 with a unit eigenvector x, and ‖Q − P‖_F = ‖I − R‖_F ≥ ‖(I − R)x‖ = 2.
+# Attained: Q is normal, in a real Schur basis block diagonal with 2 × 2 rotations R(θ)
+# and 1 × 1 blocks ±1. Q − I is normal too; a rotation block gives the singular value
+# 2|sin(θ/2)| twice, a −1 gives 2, a +1 gives 0. When det Q = (−1)^k the number of −1
+# blocks has the parity of k, so the k largest singular values fill whole blocks (pair up
+# two −1 blocks, a rotation by π, if needed): two reflectors in a block's plane give its
+# rotation exactly, one reflector gives a −1 block, H(u)H(u) = I pads. P equal to Q on
+# those blocks and to I elsewhere leaves exactly the tail in Q − P.
+
+
+def reflector_distance_bound(Q: torch.Tensor, k: int) -> torch.Tensor:
+    """Lower bound on ``‖Q − H(u₁) … H(u_k)‖_F`` over all choices of ``k`` reflectors.
+
+    ``max((Σ_{i>k} σ_i(Q − I)²)^{1/2}, 2·[det Q ≠ (−1)^k])`` (Book: Eq. (hh-reach); Note
+    [reach of k reflectors]). The first term comes from the rank of ``P − I`` (at most
+    ``k``), the second from the determinant. When ``det Q = (−1)^k`` the bound is the exact
+    minimum.
+
+    Args:
+        Q: (n, n) orthogonal floating-point matrix.
+        k: number of reflectors, ``k ≥ 0``.
+
+    Returns:
+        The bound, a 0-dim tensor of the dtype of ``Q``.
+
+    Raises:
+        TypeError: ``Q`` is not a floating-point tensor or ``k`` not an int.
+        ValueError: ``Q`` is not square or ``k`` is negative.
+
+    Example:
+        >>> Q = torch.diag(torch.tensor([1.0, -1.0, -1.0]))  # a rotation by π: two reflectors
+        >>> [round(float(reflector_distance_bound(Q, k)), 3) for k in range(3)]
+        [2.828, 2.0, 0.0]
+    """
+    _checks.square(Q, "Q")
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if k < 0:
+        raise ValueError(f"k must be non-negative, got {k}")
+    n = Q.shape[0]
+    s = torch.linalg.svdvals(Q - torch.eye(n, dtype=Q.dtype, device=Q.device))
+    rank_bound = s[k:].square().sum().sqrt()
+    wrong_parity = torch.linalg.det(Q) * (-1.0) ** k < 0
+    return torch.where(wrong_parity, rank_bound.clamp(min=2.0), rank_bound)
+
+
+def fit_reflectors(
+    Q: torch.Tensor,
+    k: int,
+    *,
+    starts: int = 4,
+    steps: int = 500,
+    lr: float = 0.05,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit ``k`` reflectors to ``Q`` by minimising ``‖Q − H(u₁) … H(u_k)‖²_F`` with Adam.
+
+    All ``starts`` Gaussian starting points are optimised together as one batch
+    (:func:`householder_product` takes a batch of ``V``). Gradient descent gives an upper
+    bound on the best approximation; :func:`reflector_distance_bound` gives the lower one
+    (Book: Eq. (hh-reach)).
+
+    Args:
+        Q: (n, n) target matrix, floating point (float64 advised).
+        k: number of reflectors, ``k ≥ 1``.
+        starts: independent random starts.
+        steps: Adam steps.
+        lr: Adam learning rate.
+        generator: optional generator for reproducible starts.
+
+    Returns:
+        ``(V, errors)``: ``V: (n, k)`` the reflector vectors of the best start and
+        ``errors: (starts,)`` the final ``‖Q − H(u₁) … H(u_k)‖_F`` of every start.
+
+    Raises:
+        TypeError: ``Q`` is not a floating-point tensor, or an integer argument is not an int.
+        ValueError: ``Q`` is not square, or ``k``, ``starts``, ``steps`` is not positive, or
+            ``lr`` is not positive.
+
+    Example:
+        >>> Q = householder_product(torch.randn(4, 2, dtype=torch.float64))
+        >>> V, errors = fit_reflectors(Q, 2, starts=2, steps=300)
+        >>> bool(errors.min() < 1e-3)
+        True
+    """
+    _checks.square(Q, "Q")
+    _checks.positive_int(k, "k")
+    _checks.positive_int(starts, "starts")
+    _checks.positive_int(steps, "steps")
+    if _checks.non_negative_float(lr, "lr") == 0:
+        raise ValueError("lr must be positive, got 0")
+    n = Q.shape[0]
+    target = Q.detach()
+    V = torch.randn(starts, n, k, generator=generator, dtype=Q.dtype).to(Q.device).requires_grad_()
+    optimizer = torch.optim.Adam([V], lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        # The starts are independent, so the gradient of the sum is each start's own gradient.
+        (householder_product(V, check=False) - target).square().sum().backward()
+        optimizer.step()
+    with torch.no_grad():
+        errors = torch.linalg.matrix_norm(householder_product(V, check=False) - target)
+    best = V.detach()[errors.argmin()]
+    return best, errors
 
 
 def _reflector_onto_axis(x: torch.Tensor) -> torch.Tensor | None:

@@ -1,14 +1,24 @@
 """Tests for orthobook.householder: reflectors (Book: Eq. (hh-reflector)), their compact WY
-product (Book: Eq. (hh-wy)) and the reflector decomposition of O(n) (Book: Eq. (hh-cartan))."""
+product (Book: Eq. (hh-wy)), the reflector decomposition of O(n) (Book: Eq. (hh-cartan)) and
+the reach of k reflectors (Book: Eq. (hh-reach))."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orthobook.householder import apply_reflectors, householder_product, recover_reflectors, reflector
+from orthobook.householder import (
+    apply_reflectors,
+    fit_reflectors,
+    householder_product,
+    recover_reflectors,
+    reflector,
+    reflector_distance_bound,
+)
 from orthobook.init import orthogonal
 
 F64 = torch.float64
@@ -261,3 +271,89 @@ def test_recover_reflectors_rejects_bad_input() -> None:
         recover_reflectors(torch.ones(3, 2))
     with pytest.raises(TypeError, match="Q must be a floating-point tensor"):
         recover_reflectors(torch.eye(3, dtype=torch.int64))
+
+
+# The reach of k reflectors: Book: Eq. (hh-reach)
+
+
+def rotation(angle: float) -> torch.Tensor:
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.tensor([[c, -s], [s, c]], dtype=F64)
+
+
+BASIS = orthogonal(6, generator=torch.Generator().manual_seed(5), dtype=F64)
+ANGLES = (0.3, 2.5, 1.2)
+
+
+def rotation_blocks(angles: tuple[float, ...]) -> torch.Tensor:
+    """Block-diagonal 2 × 2 rotations by ``angles`` in the random orthonormal basis ``BASIS``."""
+    return BASIS @ torch.block_diag(*[rotation(a) for a in angles]) @ BASIS.T
+
+
+def rotation_reflectors(block: int, angle: float) -> torch.Tensor:
+    """Two reflector vectors whose product rotates the plane of ``block`` by ``angle``:
+    H(b₁) H(cos(θ/2) b₁ − sin(θ/2) b₂) with b₁, b₂ the block's basis vectors."""
+    b1, b2 = BASIS[:, 2 * block], BASIS[:, 2 * block + 1]
+    return torch.stack([b1, math.cos(angle / 2) * b1 - math.sin(angle / 2) * b2], dim=1)
+
+
+def test_distance_bound_is_attained_by_the_largest_rotation_blocks() -> None:
+    Q = rotation_blocks(ANGLES)
+    by_size = sorted(range(len(ANGLES)), key=lambda i: -ANGLES[i])
+    for blocks in range(len(ANGLES) + 1):
+        kept = by_size[:blocks]
+        V = torch.cat([BASIS.new_zeros(6, 0)] + [rotation_reflectors(i, ANGLES[i]) for i in kept], dim=1)
+        error = torch.linalg.matrix_norm(Q - householder_product(V)).item()
+        assert error == pytest.approx(reflector_distance_bound(Q, 2 * blocks).item(), abs=tol(6, F64))
+        # each block left out contributes its singular value 2|sin(θ/2)| twice
+        expected = math.sqrt(sum(2 * (2 * math.sin(ANGLES[i] / 2)) ** 2 for i in by_size[blocks:]))
+        assert error == pytest.approx(expected, abs=tol(6, F64))
+
+
+def test_distance_bound_of_the_wrong_parity_is_two() -> None:
+    eye = torch.eye(5, dtype=F64)
+    assert reflector_distance_bound(eye, 0).item() == 0.0
+    assert reflector_distance_bound(eye, 1).item() == pytest.approx(2.0)
+    # ‖I − H(u)‖_F = ‖2 u uᵀ‖_F = 2 for a unit u: the parity bound is attained.
+    assert torch.linalg.matrix_norm(eye - reflector(gaussian(5))).item() == pytest.approx(2.0, abs=tol(5, F64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 8), k=st.integers(0, 9), seed=st.integers(0, 2**31 - 1))
+def test_property_no_product_of_k_reflectors_beats_the_bound(n: int, k: int, seed: int) -> None:
+    Q = orthogonal(n, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    P = householder_product(gaussian(n, k, seed=seed + 1))
+    assert torch.linalg.matrix_norm(Q - P).item() >= reflector_distance_bound(Q, k).item() - tol(n, F64)
+
+
+@pytest.mark.parametrize("n", [3, 4, 7])
+def test_distance_bound_vanishes_with_n_reflectors_of_the_right_parity(n: int) -> None:
+    Q = orthogonal(n, generator=torch.Generator().manual_seed(n), dtype=F64)
+    k = n if torch.linalg.det(Q).item() * (-1) ** n > 0 else n - 1
+    assert reflector_distance_bound(Q, k).item() <= tol(n, F64)
+    assert reflector_distance_bound(Q, k + 1).item() == pytest.approx(2.0)
+
+
+def test_fit_reaches_the_bound_when_the_parity_matches() -> None:
+    Q = rotation_blocks(ANGLES)
+    for k in (2, 4):
+        V, errors = fit_reflectors(Q, k, starts=3, steps=400, generator=torch.Generator().manual_seed(0))
+        bound = reflector_distance_bound(Q, k).item()
+        assert V.shape == (6, k) and errors.shape == (3,)
+        assert errors.min().item() == pytest.approx(bound, abs=1e-3)
+        assert (errors >= bound - tol(6, F64)).all()
+        best = torch.linalg.matrix_norm(Q - householder_product(V)).item()
+        assert best == pytest.approx(errors.min().item(), abs=tol(6, F64))
+
+
+def test_distance_bound_and_fit_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="k must be non-negative"):
+        reflector_distance_bound(torch.eye(3), -1)
+    with pytest.raises(TypeError, match="k must be an int"):
+        reflector_distance_bound(torch.eye(3), 1.0)
+    with pytest.raises(ValueError, match=r"Q must be a square matrix"):
+        reflector_distance_bound(torch.ones(3, 2), 1)
+    with pytest.raises(ValueError, match="lr must be positive"):
+        fit_reflectors(torch.eye(3), 1, lr=0.0)
+    with pytest.raises(ValueError, match="k must be"):
+        fit_reflectors(torch.eye(3), 0)

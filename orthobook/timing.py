@@ -1,0 +1,94 @@
+"""Wall-clock cost of a training step, measured fairly on a shared machine.
+
+A chapter that compares the speed of models times them *in the same run*, interleaved
+(A B C A B C …), so that a change of machine load during the measurement falls on all of
+them alike, and reports the median over repeats. Absolute times differ from machine to
+machine and from run to run; ratios measured this way are far steadier.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from orthobook import _checks
+from orthobook.train import Task
+
+__all__ = ["step_seconds"]
+
+
+def step_seconds(
+    runs: Mapping[str, tuple[nn.Module, torch.optim.Optimizer]],
+    task: Task,
+    *,
+    batch_size: int = 32,
+    repeats: int = 10,
+    warmup: int = 2,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Median seconds of one training step (forward, backward, optimizer step) per model.
+
+    Each model gets one fixed batch from ``task`` (drawing batches is not timed). After
+    ``warmup`` untimed rounds, every round times one step of each model in turn, and the
+    median over ``repeats`` rounds is kept. On a GPU each step is synchronised before the
+    clock stops. The models are trained by these steps: time copies, not models you keep.
+
+    Args:
+        runs: ``label → (model, optimizer)``; every model maps the task's inputs to its outputs.
+        task: samples the batch and computes the loss (:class:`orthobook.train.Task`).
+        batch_size: sequences per step.
+        repeats: timed rounds.
+        warmup: untimed rounds first.
+        seed: seed of the batch generator.
+
+    Returns:
+        ``label → median seconds per step``.
+
+    Raises:
+        ValueError: ``runs`` is empty, or ``batch_size``/``repeats`` is not positive or
+            ``warmup`` negative.
+
+    Example:
+        >>> from orthobook.models import ElmanRNN
+        >>> from orthobook.tasks import AddingTask
+        >>> model = ElmanRNN(2, 8, 1)
+        >>> times = step_seconds({"rnn": (model, torch.optim.SGD(model.parameters(), 0.1))}, AddingTask(10), repeats=2)
+        >>> times["rnn"] > 0
+        True
+    """
+    if not runs:
+        raise ValueError("runs must hold at least one (model, optimizer) pair")
+    _checks.positive_int(batch_size, "batch_size")
+    _checks.positive_int(repeats, "repeats")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    steps = {label: _step(model, optimizer, task, batch_size, seed) for label, (model, optimizer) in runs.items()}
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    for round_ in range(warmup + repeats):
+        for label, (step, synchronize) in steps.items():
+            synchronize()
+            start = time.perf_counter()
+            step()
+            synchronize()
+            if round_ >= warmup:
+                times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(seconds) for label, seconds in times.items()}
+
+
+def _step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, batch_size: int, seed: int
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    device = next(model.parameters()).device
+    x, y = task.sample(batch_size, torch.Generator().manual_seed(seed), device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        task.loss(model(x), y).backward()
+        optimizer.step()
+
+    synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    return step, synchronize
