@@ -33,7 +33,7 @@ test-package: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest tests -m "not notebooks"
 
 test-chapters: $(STAMP)
-	$(RUN_ENV) $(PY) -m pytest tests -m notebooks
+	$(RUN_ENV) $(PY) -m pytest tests -m notebooks --durations=0 --durations-min=1
 
 test-stored: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest --nbval $(NOTEBOOKS) --nbval-sanitize-with tests/nbval_sanitize.cfg \
