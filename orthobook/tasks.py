@@ -51,7 +51,7 @@ def adding_baseline(target: str = "sum") -> float:
     sum and ``Var((a + b)/2) = 1/24`` when it is the mean (Book: Eq. (tasks-adding-baseline)).
 
     Args:
-        target: ``"sum"`` (Hochreiter & Schmidhuber 1997; Le et al. 2015) or ``"mean"``.
+        target: ``"sum"`` (Le et al. 2015; Arjovsky et al. 2016) or ``"mean"``.
     """
     _checks.one_of(target, "target", _ADDING_TARGETS)
     return 1.0 / 6.0 if target == "sum" else 1.0 / 24.0
@@ -145,7 +145,8 @@ class AddingTask:
     """The adding problem: two marked numbers among ``seq_len``; output their sum (or mean).
 
     Each step carries two features: a value ``U(0, 1)`` and a marker, 1 at one position in
-    the first half and one in the second half, 0 elsewhere (Hochreiter & Schmidhuber 1997).
+    the first half and one in the second half, 0 elsewhere (the layout of Le et al. 2015 and
+    Arjovsky et al. 2016; Hochreiter & Schmidhuber 1997 introduced the task with another one).
 
     Args:
         seq_len: T ≥ 2.
