@@ -640,7 +640,6 @@ class SequenceLoader:
             yield self.inputs[idx], self.targets[idx]
 
 
-
 class ClassificationTask:
     """Labelled sequences (e.g. sequential MNIST) as a task for :func:`~orthobook.train.train`.
 

@@ -93,6 +93,11 @@ def _finish(ax: Axes, log: bool, title: str | None) -> None:
     ax.legend()
 
 
+def _numpy(values: torch.Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
+    """``values`` as a float NumPy array on the CPU, detached from any graph."""
+    return np.asarray(torch.as_tensor(values).detach().cpu(), dtype=float)
+
+
 def _smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Running mean over ``window`` points (valid part only; the input when it is shorter)."""
     y = np.asarray(values, dtype=float)
@@ -194,7 +199,7 @@ def plot_gradient_norms(
     ax = _axes(ax)
     with book_style():
         for label, values in norms.items():
-            y = np.asarray(torch.as_tensor(values).detach().cpu(), dtype=float)
+            y = _numpy(values)
             x = np.arange(len(y))
             ax.plot(x, y[::-1] if lag_axis else y, label=label)
         ax.set_xlabel("lag T − t (steps back from the loss)" if lag_axis else "time step t")
@@ -214,17 +219,15 @@ def plot_singular_values(
     ax = _axes(ax)
     with book_style():
         for label, s in values.items():
-            ax.hist(np.asarray(torch.as_tensor(s).cpu(), dtype=float), bins=bins, alpha=0.55, label=label)
+            ax.hist(_numpy(s), bins=bins, alpha=0.55, label=label)
         ax.set_xlabel("singular value σ_i")
         ax.set_ylabel("count")
-        if title:
-            ax.set_title(title)
-        ax.legend()
+        _finish(ax, False, title)
     return ax
 
 
 def _as_array(values: torch.Tensor | np.ndarray | Sequence[float], name: str, ndim: int) -> np.ndarray:
-    array = np.asarray(torch.as_tensor(values).detach().cpu(), dtype=float)
+    array = _numpy(values)
     if array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
     return array
@@ -277,7 +280,7 @@ def plot_digit(image: torch.Tensor | np.ndarray, *, ax: Axes | None = None, titl
     Raises:
         ValueError: ``image`` does not hold 784 pixels.
     """
-    pixels = np.asarray(torch.as_tensor(image).detach().cpu(), dtype=float)
+    pixels = _numpy(image)
     if pixels.size != 784:
         raise ValueError(f"image must hold 28 × 28 = 784 pixels, got shape {pixels.shape}")
     ax = _axes(ax)
@@ -312,7 +315,7 @@ def plot_pixel_sequence(
     Raises:
         ValueError: ``sequence`` does not hold 784 steps.
     """
-    y = np.asarray(torch.as_tensor(sequence).detach().cpu(), dtype=float).reshape(-1)
+    y = _numpy(sequence).reshape(-1)
     if y.size != 784:
         raise ValueError(f"sequence must hold 784 pixel steps, got {y.size}")
     ax = _axes(ax)
