@@ -59,3 +59,26 @@ def one_of(value: object, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def device(value: object, name: str = "device") -> torch.device:
+    """Return ``torch.device(value)`` if this machine can use it, else raise naming ``name``.
+
+    The one device validator of the package (tasks, data, models and :func:`pick_device`
+    call it): a ``TypeError`` for a value that is not a str or ``torch.device``, a
+    ``ValueError`` for a name torch does not know or a backend this build or machine lacks.
+    The ``meta`` device is accepted (shape-only tests).
+    """
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(f"{name} must be a str or a torch.device, got {type(value).__name__}")
+    try:
+        dev = torch.device(value)
+    except RuntimeError as error:
+        raise ValueError(f"{name} must name a torch device such as 'cpu' or 'cuda:0', got {value!r}") from error
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={str(value)!r} was asked for but CUDA is not available here")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{name}={str(value)!r} was asked for but MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps", "meta"):
+        raise ValueError(f"{name}={str(value)!r}: orthobook runs on 'cpu', 'cuda', 'mps' or 'meta'")
+    return dev

@@ -12,6 +12,8 @@ import random
 import numpy as np
 import torch
 
+from orthobook import _checks
+
 __all__ = ["pick_device", "seed_everything", "deterministic", "generator", "run_mode"]
 
 
@@ -39,17 +41,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from error
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available here")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={str(device)!r} was asked for but MPS is not available here")
-    return dev
+    return _checks.device(device)
 
 
 def seed_everything(seed: int) -> None:
