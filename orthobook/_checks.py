@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -14,13 +16,35 @@ def positive_int(value: object, name: str) -> int:
     return value
 
 
-def non_negative_float(value: object, name: str) -> float:
-    """Return ``float(value)`` if it is a real number ≥ 0, else raise naming ``name``."""
+def finite_float(value: object, name: str) -> float:
+    """Return ``float(value)`` if it is a finite real number, else raise naming ``name``.
+
+    A ``TypeError`` for a value that is not an int or float (bools are refused), a
+    ``ValueError`` for NaN and ±inf: no size, scale, margin or learning rate of the package
+    means anything at infinity.
+    """
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not value >= 0:
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return x
+
+
+def non_negative_float(value: object, name: str) -> float:
+    """Return ``float(value)`` if it is a finite real number ≥ 0, else raise naming ``name``."""
+    x = finite_float(value, name)
+    if x < 0:
         raise ValueError(f"{name} must be non-negative, got {value}")
-    return float(value)
+    return x
+
+
+def positive_float(value: object, name: str) -> float:
+    """Return ``float(value)`` if it is a finite real number > 0, else raise naming ``name``."""
+    x = finite_float(value, name)
+    if x <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return x
 
 
 def probability(value: object, name: str) -> float:
@@ -52,6 +76,22 @@ def square(value: object, name: str) -> torch.Tensor:
     if W.dim() != 2 or W.shape[0] != W.shape[1]:
         raise ValueError(f"{name} must be a square matrix of shape (n, n), got shape {tuple(W.shape)}")
     return W
+
+
+def floating_dtype(value: object, name: str = "dtype") -> torch.dtype:
+    """Return ``value`` if it is a real floating dtype, ``torch.get_default_dtype()`` if ``None``.
+
+    torch's convention for factory functions: ``dtype=None`` means the default dtype (set by
+    ``torch.set_default_dtype``). Integer, bool and complex dtypes raise a ``TypeError``
+    naming ``name``.
+    """
+    if value is None:
+        return torch.get_default_dtype()
+    if not isinstance(value, torch.dtype):
+        raise TypeError(f"{name} must be a torch.dtype or None, got {type(value).__name__}")
+    if not value.is_floating_point:
+        raise TypeError(f"{name} must be a real floating-point dtype such as torch.float32, got {value}")
+    return value
 
 
 def one_of(value: object, name: str, choices: tuple[str, ...]) -> str:

@@ -57,6 +57,12 @@ __all__ = [
 # at hand. All of it is BLAS-3 and differentiable by autograd, which is what makes it
 # much faster than the reflector-by-reflector loop of torch.linalg.householder_product and
 # its backward.
+#
+# Scale: H(c u) = H(u) for every c ≠ 0, so the vectors are made unit before UᵀU is formed.
+# Without it, float32 vectors of norm 1e19 overflow ‖u‖² (> 3.4e38) and vectors of norm
+# 1e-20 underflow it to zero or a subnormal; the columns are first divided by their largest
+# entry, so that the norm itself cannot overflow or underflow either. With unit columns
+# S = striu(UᵀU) + ½ I and every entry of S lies in [−1, 1].
 
 
 def reflector(u: torch.Tensor) -> torch.Tensor:
@@ -67,7 +73,8 @@ def reflector(u: torch.Tensor) -> torch.Tensor:
     through :func:`householder_product`.
 
     Args:
-        u: (n,) non-zero floating-point vector; its scale does not matter.
+        u: (n,) non-zero floating-point vector; its scale does not matter (it is normalised
+            first, so entries from 1e-20 to 1e19 in float32 neither underflow nor overflow).
 
     Returns:
         ``H``: (n, n), same dtype and device as ``u``.
@@ -84,10 +91,12 @@ def reflector(u: torch.Tensor) -> torch.Tensor:
     _checks.floating(u, "u")
     if u.dim() != 1 or u.shape[0] == 0:
         raise ValueError(f"u must be a non-empty vector of shape (n,), got shape {tuple(u.shape)}")
-    norm2 = u @ u
-    if norm2 == 0:
+    scale = u.abs().amax()
+    if scale == 0:
         raise ValueError("u must be non-zero: H(0) is undefined")
-    return torch.eye(u.shape[0], dtype=u.dtype, device=u.device) - (2.0 / norm2) * torch.outer(u, u)
+    u = u / scale  # see Note [compact WY], "Scale": ‖u‖² neither overflows nor underflows
+    u = u / torch.linalg.vector_norm(u)
+    return torch.eye(u.shape[0], dtype=u.dtype, device=u.device) - 2.0 * torch.outer(u, u)
 
 
 def householder_product(
@@ -134,9 +143,10 @@ def householder_product(
         if columns > n:
             raise ValueError(f"columns must satisfy 1 <= columns <= n = {n}, got {columns}")
     p = n if columns is None else columns
-    X = _right_solve(V, check)
+    U = _unit_columns(V, check)
+    X = torch.linalg.solve_triangular(_wy_matrix(U), U, upper=True, left=False)  # U S⁻¹
     eye = torch.eye(n, p, dtype=V.dtype, device=V.device)
-    return eye - X @ V[..., :p, :].mT
+    return eye - X @ U[..., :p, :].mT
 
 
 def apply_reflectors(
@@ -178,9 +188,10 @@ def apply_reflectors(
         raise ValueError(f"X must have shape (..., {n}, m) or ({n},), got {tuple(X.shape)}")
     vector = X.dim() == 1
     Y = X.unsqueeze(-1) if vector else X
-    S = _wy_matrix(V, check)
-    C = torch.linalg.solve_triangular(S.mT if transpose else S, V.mT @ Y, upper=not transpose)
-    Z = Y - V @ C
+    U = _unit_columns(V, check)
+    S = _wy_matrix(U)
+    C = torch.linalg.solve_triangular(S.mT if transpose else S, U.mT @ Y, upper=not transpose)
+    Z = Y - U @ C
     return Z.squeeze(-1) if vector else Z
 
 
@@ -319,7 +330,7 @@ def fit_reflectors(
     Raises:
         TypeError: ``Q`` is not a floating-point tensor, or an integer argument is not an int.
         ValueError: ``Q`` is not square, or ``k``, ``starts``, ``steps`` is not positive, or
-            ``lr`` is not positive.
+            ``lr`` is not positive and finite.
 
     Example:
         >>> Q = householder_product(torch.randn(4, 2, dtype=torch.float64))
@@ -331,8 +342,7 @@ def fit_reflectors(
     _checks.positive_int(k, "k")
     _checks.positive_int(starts, "starts")
     _checks.positive_int(steps, "steps")
-    if _checks.non_negative_float(lr, "lr") == 0:
-        raise ValueError("lr must be positive, got 0")
+    _checks.positive_float(lr, "lr")
     n = Q.shape[0]
     target = Q.detach()
     V = torch.randn(starts, n, k, generator=generator, dtype=Q.dtype).to(Q.device).requires_grad_()
@@ -369,15 +379,16 @@ def _check_vectors(V: object, name: str) -> None:
         )
 
 
-def _wy_matrix(V: torch.Tensor, check: bool) -> torch.Tensor:
-    """``S = striu(VᵀV) + ½ diag(VᵀV)`` of Note [compact WY]."""
-    G = V.mT @ V
-    d = torch.diagonal(G, dim1=-2, dim2=-1)
-    if check and bool((d == 0).any()):
+def _unit_columns(V: torch.Tensor, check: bool) -> torch.Tensor:
+    """The columns of ``V`` scaled to unit norm (Note [compact WY], "Scale")."""
+    scale = V.abs().amax(dim=-2, keepdim=True)
+    if check and bool((scale == 0).any()):
         raise ValueError("every reflector vector (column of V) must be non-zero; H(0) is undefined")
-    return G.triu() - 0.5 * torch.diag_embed(d)
+    U = V / scale
+    return U / torch.linalg.vector_norm(U, dim=-2, keepdim=True)
 
 
-def _right_solve(V: torch.Tensor, check: bool) -> torch.Tensor:
-    """``U S⁻¹`` of Note [compact WY], shape (..., n, k)."""
-    return torch.linalg.solve_triangular(_wy_matrix(V, check), V, upper=True, left=False)
+def _wy_matrix(U: torch.Tensor) -> torch.Tensor:
+    """``S = striu(UᵀU) + ½ diag(UᵀU)`` of Note [compact WY]."""
+    G = U.mT @ U
+    return G.triu() - 0.5 * torch.diag_embed(torch.diagonal(G, dim1=-2, dim2=-1))

@@ -140,31 +140,73 @@ def test_source_input():
     assert torch.equal(W @ W @ V[:, 0], 0.9 * torch.eye(5, dtype=F64)[2])
 
 
-# Bad input
+# Default dtype: torch's convention, dtype=None → torch.get_default_dtype()
 
 
-def test_bad_input_raises_clear_errors():
-    with pytest.raises(ValueError, match="n must be a positive int"):
-        orthogonal(0)
-    with pytest.raises(TypeError, match="n must be an int"):
-        identity(2.0)
-    with pytest.raises(TypeError, match="n must be an int"):
-        chain(True)
-    with pytest.raises(ValueError, match="scale must be non-negative"):
-        orthogonal(3, -1.0)
-    with pytest.raises(ValueError, match="n_in must be a positive int"):
-        glorot(3, 0)
-    with pytest.raises(TypeError, match="n_out must be an int"):
-        glorot("3")
-    with pytest.raises(ValueError, match="alpha must be non-negative"):
-        chain(3, -0.5)
-    with pytest.raises(TypeError, match="beta must be a real number"):
-        fb_chain(3, "0.5")
-    with pytest.raises(ValueError, match="alpha must be non-negative"):
-        fb_chain(3, 0.1, alpha=-1.0)
-    with pytest.raises(ValueError, match="d must be at most n = 3"):
-        source_input(3, 4)
-    with pytest.raises(ValueError, match="d must be a positive int"):
-        source_input(3, 0)
-    with pytest.raises(ValueError, match="scale must be non-negative"):
-        source_input(3, 1, scale=-0.9)
+INITIALISERS = {
+    "orthogonal": lambda dtype: orthogonal(3, dtype=dtype),
+    "identity": lambda dtype: identity(3, dtype=dtype),
+    "glorot": lambda dtype: glorot(3, dtype=dtype),
+    "chain": lambda dtype: chain(3, 0.5, dtype=dtype),
+    "fb_chain": lambda dtype: fb_chain(3, 0.5, dtype=dtype),
+    "source_input": lambda dtype: source_input(3, 1, dtype=dtype),
+}
+
+
+@pytest.fixture
+def float64_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(F64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("name", sorted(INITIALISERS))
+def test_default_dtype_follows_torch(name, float64_default):
+    assert INITIALISERS[name](None).dtype == F64
+
+
+@pytest.mark.parametrize("name", sorted(INITIALISERS))
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_non_real_floating_dtypes_are_refused(name, dtype):
+    with pytest.raises(TypeError, match="dtype must be a real floating-point dtype"):
+        INITIALISERS[name](dtype)
+
+
+@pytest.mark.parametrize("name", sorted(INITIALISERS))
+def test_explicit_dtype_is_kept(name):
+    assert INITIALISERS[name](torch.float16).dtype == torch.float16
+
+
+# Bad input: one row per (call, error, message)
+
+BAD_INPUTS = [
+    (lambda: orthogonal(0), ValueError, "n must be a positive int"),
+    (lambda: identity(2.0), TypeError, "n must be an int"),
+    (lambda: chain(True), TypeError, "n must be an int"),
+    (lambda: orthogonal(3, -1.0), ValueError, "scale must be non-negative"),
+    (lambda: orthogonal(3, math.inf), ValueError, "scale must be finite, got inf"),
+    (lambda: orthogonal(3, math.nan), ValueError, "scale must be finite, got nan"),
+    (lambda: orthogonal(3, dtype="float32"), TypeError, "dtype must be a torch.dtype or None"),
+    (lambda: identity(3, -math.inf), ValueError, "scale must be finite"),
+    (lambda: identity(3, math.nan), ValueError, "scale must be finite"),
+    (lambda: glorot(3, 0), ValueError, "n_in must be a positive int"),
+    (lambda: glorot("3"), TypeError, "n_out must be an int"),
+    (lambda: glorot(3, 2.5), TypeError, "n_in must be an int"),
+    (lambda: chain(3, -0.5), ValueError, "alpha must be non-negative"),
+    (lambda: chain(3, math.inf), ValueError, "alpha must be finite"),
+    (lambda: fb_chain(3, "0.5"), TypeError, "beta must be a real number"),
+    (lambda: fb_chain(3, 0.1, alpha=-1.0), ValueError, "alpha must be non-negative"),
+    (lambda: fb_chain(3, math.nan), ValueError, "beta must be finite"),
+    (lambda: fb_chain(3, 0.1, alpha=math.inf), ValueError, "alpha must be finite"),
+    (lambda: source_input(3, 4), ValueError, "d must be at most n = 3"),
+    (lambda: source_input(3, 0), ValueError, "d must be a positive int"),
+    (lambda: source_input(3, 1, scale=-0.9), ValueError, "scale must be non-negative"),
+    (lambda: source_input(3, 1, scale=math.inf), ValueError, "scale must be finite"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), BAD_INPUTS, ids=[row[2] for row in BAD_INPUTS])
+def test_bad_input_raises_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
