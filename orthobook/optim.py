@@ -20,9 +20,13 @@ from torch.optim import Optimizer
 from orthobook import _checks
 from orthobook.stiefel import StiefelParameter, _cayley, reorthonormalize
 
-__all__ = ["GeodesicOptimizer", "StiefelParameter"]
+__all__ = ["GeodesicOptimizer", "RetractingOptimizer", "StiefelParameter"]
 
 _METHODS = ("sgd", "rmsprop", "adam")
+
+
+class RetractingOptimizer:
+    """Marker mixin: an optimizer that keeps every :class:`StiefelParameter` on the manifold."""
 
 
 class GeodesicOptimizer(Optimizer):
