@@ -18,7 +18,7 @@ import torch
 from torch.optim import Optimizer
 
 from orthobook import _checks
-from orthobook.stiefel import StiefelParameter, _cayley, reorthonormalize
+from orthobook.stiefel import StiefelParameter, cayley_step, reorthonormalize
 
 __all__ = ["GeodesicOptimizer", "RetractingOptimizer", "StiefelParameter"]
 
@@ -248,7 +248,7 @@ class _CayleyOptimizer(Optimizer):
                     continue
                 state = self.state[Y]
                 state["step"] = state.get("step", 0) + 1
-                Y.copy_(_cayley(Y, _direction(Y.grad, state, group), group["lr"]))
+                Y.copy_(cayley_step(Y, _direction(Y.grad, state, group), group["lr"]))
                 if every is not None and state["step"] % every == 0:
                     Y.copy_(reorthonormalize(Y))
 

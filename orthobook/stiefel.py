@@ -1,4 +1,4 @@
-"""Stiefel geometry: tangent spaces, gradients, Cayley and QR retractions, orthogonality error.
+"""Stiefel geometry: tangent spaces, gradients, Cayley and QR retractions, polar corrections.
 
 The Stiefel manifold ``St(n, p) = {Y ∈ R^{n×p} : YᵀY = I_p}`` (``p ≤ n``) holds the
 orthonormal frames; ``p = n`` is the orthogonal group O(n) (Book: Eq. (stiefel-manifold)).
@@ -29,6 +29,7 @@ __all__ = [
     "cayley_step",
     "cayley_retraction_full",
     "cayley_retraction_lowrank",
+    "newton_schulz_step",
     "qr_retraction",
     "reorthonormalize",
     "orthogonality_error",
@@ -69,10 +70,14 @@ def _square(A: object, name: str) -> torch.Tensor:
     return A
 
 
-def _step_size(lr: object) -> float:
-    """Raise unless ``lr`` is a finite real number."""
+def _step_size(lr: object) -> float | torch.Tensor:
+    """Raise unless ``lr`` is a finite real number or a one-element floating tensor."""
+    if isinstance(lr, torch.Tensor):
+        if lr.numel() != 1 or not lr.is_floating_point():
+            raise ValueError(f"lr must be a one-element floating tensor, got {lr.dtype} of shape {tuple(lr.shape)}")
+        return lr.reshape(())
     if not isinstance(lr, numbers.Real) or isinstance(lr, bool):
-        raise TypeError(f"lr must be a real number, got {type(lr).__name__}")
+        raise TypeError(f"lr must be a real number or a one-element tensor, got {type(lr).__name__}")
     if not math.isfinite(lr):
         raise ValueError(f"lr must be finite, got {lr}")
     return float(lr)
@@ -83,9 +88,9 @@ class StiefelParameter(nn.Parameter):
 
     It behaves like any :class:`torch.nn.Parameter` (it registers on modules, survives
     ``.to(device)``, ``copy.deepcopy``, ``torch.save`` and ``torch.load``); the class itself
-    is the mark that :class:`orthobook.optim.GeodesicOptimizer` reads to move the parameter
-    along Cayley curves instead of straight lines. The data is not projected: start it on
-    the manifold (e.g. from :func:`orthobook.init.orthogonal`).
+    is the mark that :class:`orthobook.optim.CayleySGD` and :class:`orthobook.optim.CayleyAdam`
+    read to move the parameter along Cayley curves instead of straight lines. The data is
+    not projected: start it on the manifold (e.g. from :func:`orthobook.init.orthogonal`).
 
     Args:
         data: the initial frame, (..., n, p) with ``p ≤ n``.
@@ -220,64 +225,41 @@ def riemannian_gradient(Y: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 
 # Note [Cayley in increment form]
 # Both forms compute Y(τ) as Y minus an increment, Y − τ (I + τ/2 A)⁻¹ A Y, rather than as
-# the solve (I + τ/2 A)⁻¹ (I − τ/2 A) Y. In float32 the rounding error of the increment is
-# relative to its own size, so small steps (and every step near a critical point, where
-# A → 0) add almost nothing to ‖YᵀY − I‖, and the drift over many steps stays small.
-# That needs small factors too: near a critical point A = G Yᵀ − Y Gᵀ vanishes while G need
-# not (G → Y S with S symmetric), and the low-rank increment U (…)⁻¹ Vᵀ Y would be a
-# cancelling product of large factors. A is unchanged when G is replaced by G + Y S for any
-# symmetric S (Y S Yᵀ − Y Sᵀ Yᵀ = 0), so every Cayley function here first replaces G by
-# G − Y sym(YᵀG), which tends to 0 at a critical point; the curve is exactly the same.
+# the solve (I + τ/2 A)⁻¹ (I − τ/2 A) Y: the rounding error of the computed increment is
+# then relative to the increment, not to Y. That needs small factors too: near a critical
+# point A = G Yᵀ − Y Gᵀ vanishes while G need not (G → Y S with S symmetric), and the
+# low-rank increment U (…)⁻¹ Vᵀ Y would be a cancelling product of large factors. A is
+# unchanged when G is replaced by G + Y S for any symmetric S (Y S Yᵀ − Y Sᵀ Yᵀ = 0), so
+# both forms first replace G by its tangent part P_Y(G) = G − Y sym(YᵀG), which tends to 0
+# at a critical point; the curve is exactly the same.
+# What no form avoids is the rounding of the sum itself: storing Y − τ X rounds every entry
+# of Y to its precision, an error of up to half a unit in the last place whatever the size
+# of τ X (an entry is left exactly as it was only when its increment is below half a unit).
+# So every step that moves Y, large or small, adds a fresh error of relative size ε to each
+# entry, and ‖YᵀY − I‖_F grows like a random walk, of the order of ε √(p k) after k moving
+# steps. Near a critical point the steps do not add less: they stop adding only once their
+# increments round to nothing. In float32 (ε ≈ 1.2e-7) that passes 1e-5 within 10⁴ steps of
+# a 64×64 frame; the optimizers of orthobook.optim pull Y back with a Newton–Schulz step
+# (newton_schulz_step) every few steps.
 
 
-def _cayley_full(Y: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
-    GYt = G @ Y.mT
-    A = GYt - GYt.mT  # exactly skew in floating point, unlike G Yᵀ − Y Gᵀ
-    eye = torch.eye(Y.shape[-2], dtype=Y.dtype, device=Y.device)
-    # (I + τ/2 A)⁻¹ (I − τ/2 A) = I − τ (I + τ/2 A)⁻¹ A: see Note [Cayley in increment form].
-    return Y - lr * torch.linalg.solve(eye + (0.5 * lr) * A, A @ Y)
-
-
-def _cayley_lowrank(Y: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
-    U = torch.cat([G, Y], dim=-1)
-    V = torch.cat([Y, -G], dim=-1)
-    eye = torch.eye(U.shape[-1], dtype=Y.dtype, device=Y.device)
-    VtY = V.mT @ Y
-    return Y - lr * (U @ torch.linalg.solve(eye + (0.5 * lr) * (V.mT @ U), VtY))
-
-
-def _cayley(Y: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
-    n, p = Y.shape[-2:]
-    G = _reduced_gradient(Y, G)
-    return _cayley_lowrank(Y, G, lr) if 2 * p < n else _cayley_full(Y, G, lr)
-
-
-def _reduced_gradient(Y: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    # Same A, smaller factors: see Note [Cayley in increment form].
-    YtG = Y.mT @ G
-    return G - Y @ (0.5 * (YtG + YtG.mT))
-
-
-def _cayley_args(Y: object, G: object, lr: object) -> tuple[torch.Tensor, torch.Tensor, float]:
-    Y = _frame(Y, "Y")
-    return Y, _like(G, Y, "G"), _step_size(lr)
-
-
-def cayley_step(Y: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
+def cayley_step(Y: torch.Tensor, G: torch.Tensor, lr: float | torch.Tensor) -> torch.Tensor:
     """One geodesic descent step: the Cayley curve from ``Y`` for the Euclidean gradient ``G``.
 
     ``Y(τ) = (I + τ/2 A)⁻¹ (I − τ/2 A) Y`` with ``A = G Yᵀ − Y Gᵀ`` and ``τ = lr``
     (Book: Eq. (stiefel-cayley); Wen & Yin 2013). ``A`` is skew, so ``Y(τ)ᵀY(τ) = YᵀY``: the
     step stays on the manifold. For small ``τ`` it decreases ``f`` at the rate
     ``½ ‖A‖²_F`` (Book: Eq. (stiefel-cayley-descent); see Note [Cayley descent direction]).
-    Computed in the low-rank form of :func:`cayley_retraction_lowrank` when ``2p < n``
-    and in the full n×n form of :func:`cayley_retraction_full` otherwise, both as an
-    increment of ``Y`` (Note [Cayley in increment form]).
+    Computed by :func:`cayley_retraction_lowrank` when ``2p < n`` and by
+    :func:`cayley_retraction_full` otherwise, both as an increment of ``Y`` (Note [Cayley in
+    increment form]).
 
     Args:
         Y: (..., n, p) frame on the manifold, ``p ≤ n``.
         G: (..., n, p) Euclidean gradient ``∂f/∂Y`` (or any descent-scaled version of it).
-        lr: the step size τ, a finite real number.
+        lr: the step size τ: a finite real number, or a one-element floating tensor (as torch
+            optimizers allow; its finiteness is not checked, which would read it back to the
+            host).
 
     Returns:
         ``Y(τ)``: (..., n, p).
@@ -285,7 +267,7 @@ def cayley_step(Y: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
     Raises:
         TypeError: ``Y``/``G`` are not floating tensors of one dtype, or ``lr`` is not a number.
         ValueError: ``Y`` is not a frame with ``p ≤ n``, ``G`` differs in shape or device, or
-            ``lr`` is not finite.
+            ``lr`` is not finite (or a tensor of more than one element).
 
     Example:
         >>> from orthobook.init import orthogonal
@@ -294,50 +276,113 @@ def cayley_step(Y: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
         >>> float(orthogonality_error(Y1)) < 1e-12
         True
     """
-    return _cayley(*_cayley_args(Y, G, lr))
+    n, p = _frame(Y, "Y").shape[-2:]
+    retraction = cayley_retraction_lowrank if 2 * p < n else cayley_retraction_full
+    return retraction(Y, G, lr)
 
 
-def cayley_retraction_full(Y: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
+def _cayley_args(Y: object, G: object, lr: object) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor]:
+    Y = _frame(Y, "Y")
+    return Y, _like(G, Y, "G"), _step_size(lr)
+
+
+def cayley_retraction_full(Y: torch.Tensor, G: torch.Tensor, lr: float | torch.Tensor) -> torch.Tensor:
     """The Cayley curve of :func:`cayley_step`, always through the full n×n solve.
 
-    ``Y(τ) = (I + τ/2 A)⁻¹ (I − τ/2 A) Y``, ``A = G Yᵀ − Y Gᵀ``: O(n³) work
-    (Book: Eq. (stiefel-cayley)).
+    ``Y(τ) = (I + τ/2 A)⁻¹ (I − τ/2 A) Y = Y − τ (I + τ/2 A)⁻¹ A Y`` with
+    ``A = G Yᵀ − Y Gᵀ``: O(n³) work (Book: Eq. (stiefel-cayley)). ``G`` is first replaced by
+    its tangent part :func:`project_tangent`, which leaves ``A`` unchanged (Note [Cayley in
+    increment form]).
 
     Args:
         Y: (..., n, p) frame, ``p ≤ n``.
         G: (..., n, p) Euclidean gradient.
-        lr: the step size τ, a finite real number.
+        lr: the step size τ, as for :func:`cayley_step`.
 
     Returns:
         ``Y(τ)``: (..., n, p).
 
     Raises:
         TypeError, ValueError: as for :func:`cayley_step`.
+
+    Example:
+        >>> Y, G = torch.eye(3, dtype=torch.float64), torch.ones(3, 3, dtype=torch.float64)
+        >>> torch.equal(cayley_retraction_full(Y, G, 0.5), Y)  # G symmetric: Y is critical
+        True
     """
     Y, G, lr = _cayley_args(Y, G, lr)
-    return _cayley_full(Y, _reduced_gradient(Y, G), lr)
+    G = project_tangent(Y, G)
+    GYt = G @ Y.mT
+    A = GYt - GYt.mT  # exactly skew in floating point, unlike G Yᵀ − Y Gᵀ
+    eye = torch.eye(Y.shape[-2], dtype=Y.dtype, device=Y.device)
+    # I + τ/2 A is invertible for skew A, so solve_ex skips the check (a host sync on GPUs).
+    return Y - lr * torch.linalg.solve_ex(eye + (0.5 * lr) * A, A @ Y).result
 
 
-def cayley_retraction_lowrank(Y: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
+def cayley_retraction_lowrank(Y: torch.Tensor, G: torch.Tensor, lr: float | torch.Tensor) -> torch.Tensor:
     """The Cayley curve of :func:`cayley_step`, always through the 2p×2p Woodbury solve.
 
     ``Y(τ) = Y − τ U (I + τ/2 VᵀU)⁻¹ Vᵀ Y`` with ``U = [G, Y]``, ``V = [Y, −G]``: O(n p²)
     work (Book: Eq. (stiefel-cayley-lowrank); see Note [low-rank Cayley]). It equals
     :func:`cayley_retraction_full` for every input; it is the cheaper one when ``2p < n``.
+    ``G`` is first replaced by its tangent part, as there.
 
     Args:
         Y: (..., n, p) frame, ``p ≤ n``.
         G: (..., n, p) Euclidean gradient.
-        lr: the step size τ, a finite real number.
+        lr: the step size τ, as for :func:`cayley_step`.
 
     Returns:
         ``Y(τ)``: (..., n, p).
 
     Raises:
         TypeError, ValueError: as for :func:`cayley_step`.
+
+    Example:
+        >>> from orthobook.init import orthogonal
+        >>> Y = orthogonal(8, dtype=torch.float64)[:, :2]
+        >>> G = torch.ones(8, 2, dtype=torch.float64)
+        >>> bool(torch.allclose(cayley_retraction_lowrank(Y, G, 0.3), cayley_retraction_full(Y, G, 0.3)))
+        True
     """
     Y, G, lr = _cayley_args(Y, G, lr)
-    return _cayley_lowrank(Y, _reduced_gradient(Y, G), lr)
+    G = project_tangent(Y, G)
+    U = torch.cat([G, Y], dim=-1)
+    V = torch.cat([Y, -G], dim=-1)
+    eye = torch.eye(U.shape[-1], dtype=Y.dtype, device=Y.device)
+    # I + τ/2 VᵀU is invertible with I + τ/2 A (equal determinants): no check, no host sync.
+    return Y - lr * (U @ torch.linalg.solve_ex(eye + (0.5 * lr) * (V.mT @ U), V.mT @ Y).result)
+
+
+def newton_schulz_step(Y: torch.Tensor) -> torch.Tensor:
+    """One Newton–Schulz step towards the polar factor: ``Y − ½ Y (YᵀY − I)``.
+
+    With ``Y = P Σ Qᵀ`` the step maps every singular value σ to ``σ (3 − σ²) / 2`` and keeps
+    ``P`` and ``Q``: it is one step of the Newton–Schulz iteration for the polar factor
+    ``P Qᵀ`` (Book: Eq. (stiefel-polar); Higham 2008, *Functions of Matrices*, ch. 8). Near the manifold it converges
+    quadratically, ``‖YᵀY − I‖ = δ`` becoming about ``¾ δ²``, so from the slow float32 drift
+    of Cayley steps (Note [Cayley in increment form]) one step lands at rounding level. It
+    costs two matrix products, O(n p²), with no SVD and no host synchronisation; it converges
+    for singular values in ``(0, √3)``, so far from the manifold use :func:`reorthonormalize`.
+
+    Args:
+        Y: (..., n, p) near-orthonormal frame, ``p ≤ n``.
+
+    Returns:
+        (..., n, p), closer to orthonormal.
+
+    Raises:
+        TypeError: ``Y`` is not a floating-point tensor.
+        ValueError: ``Y`` is not a frame with ``p ≤ n``.
+
+    Example:
+        >>> Y = (1 + 1e-4) * torch.eye(3, dtype=torch.float64)
+        >>> float(orthogonality_error(newton_schulz_step(Y))) < 1e-7
+        True
+    """
+    Y = _frame(Y, "Y")
+    eye = torch.eye(Y.shape[-1], dtype=Y.dtype, device=Y.device)
+    return Y - 0.5 * (Y @ (Y.mT @ Y - eye))
 
 
 def qr_retraction(Y: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
