@@ -16,6 +16,15 @@ def positive_int(value: object, name: str) -> int:
     return value
 
 
+def non_negative_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an int ≥ 0, else raise naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value}")
+    return value
+
+
 def finite_float(value: object, name: str) -> float:
     """Return ``float(value)`` if it is a finite real number, else raise naming ``name``.
 

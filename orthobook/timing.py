@@ -4,6 +4,12 @@ A chapter that compares the speed of models times them *in the same run*, interl
 (A B C A B C …), so that a change of machine load during the measurement falls on all of
 them alike, and reports the median over repeats. Absolute times differ from machine to
 machine and from run to run; ratios measured this way are far steadier.
+
+:func:`step_seconds` is the one timing primitive of the book and of ``benchmarks/``. It
+times under the same numerics as :func:`orthobook.train.train`: denormal numbers are
+flushed to zero on the CPU by default (``flush_denormal``), because a step that computes
+with denormals (vanishing gradients are full of them) can be many times slower, and a
+timing should not depend on whether the numbers happen to be tiny.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import torch
 from torch import nn
 
 from orthobook import _checks
-from orthobook.train import Task
+from orthobook.tasks import Task
+from orthobook.train import flushing_denormals
 
 __all__ = ["step_seconds"]
 
@@ -29,6 +36,7 @@ def step_seconds(
     repeats: int = 10,
     warmup: int = 2,
     seed: int = 0,
+    flush_denormal: bool = True,
 ) -> dict[str, float]:
     """Median seconds of one training step (forward, backward, optimizer step) per model.
 
@@ -36,21 +44,27 @@ def step_seconds(
     ``warmup`` untimed rounds, every round times one step of each model in turn, and the
     median over ``repeats`` rounds is kept. On a GPU each step is synchronised before the
     clock stops. The models are trained by these steps: time copies, not models you keep.
+    Denormals are flushed on the CPU during the measurement unless ``flush_denormal=False``
+    (as in :class:`orthobook.train.TrainConfig`; see :func:`orthobook.train.flushing_denormals`
+    for what torch can and cannot switch), and the previous mode is restored after.
 
     Args:
         runs: ``label → (model, optimizer)``; every model maps the task's inputs to its outputs.
-        task: samples the batch and computes the loss (:class:`orthobook.train.Task`).
+        task: samples the batch and computes the loss (:class:`orthobook.tasks.Task`).
         batch_size: sequences per step.
         repeats: timed rounds.
         warmup: untimed rounds first.
         seed: seed of the batch generator.
+        flush_denormal: flush denormal numbers to zero on the CPU while timing.
 
     Returns:
         ``label → median seconds per step``.
 
     Raises:
+        TypeError: ``batch_size``, ``repeats``, ``warmup`` or ``seed`` is not an int, or
+            ``flush_denormal`` not a bool.
         ValueError: ``runs`` is empty, or ``batch_size``/``repeats`` is not positive or
-            ``warmup`` negative.
+            ``warmup``/``seed`` negative.
 
     Example:
         >>> from orthobook.models import ElmanRNN
@@ -64,18 +78,21 @@ def step_seconds(
         raise ValueError("runs must hold at least one (model, optimizer) pair")
     _checks.positive_int(batch_size, "batch_size")
     _checks.positive_int(repeats, "repeats")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    _checks.non_negative_int(warmup, "warmup")
+    _checks.non_negative_int(seed, "seed")
+    if not isinstance(flush_denormal, bool):
+        raise TypeError(f"flush_denormal must be a bool, got {type(flush_denormal).__name__}")
     steps = {label: _step(model, optimizer, task, batch_size, seed) for label, (model, optimizer) in runs.items()}
     times: dict[str, list[float]] = {label: [] for label in runs}
-    for round_ in range(warmup + repeats):
-        for label, (step, synchronize) in steps.items():
-            synchronize()
-            start = time.perf_counter()
-            step()
-            synchronize()
-            if round_ >= warmup:
-                times[label].append(time.perf_counter() - start)
+    with flushing_denormals(flush_denormal):
+        for round_ in range(warmup + repeats):
+            for label, (step, synchronize) in steps.items():
+                synchronize()
+                start = time.perf_counter()
+                step()
+                synchronize()
+                if round_ >= warmup:
+                    times[label].append(time.perf_counter() - start)
     return {label: statistics.median(seconds) for label, seconds in times.items()}
 
 

@@ -1,59 +1,232 @@
 """The one training loop of the book.
 
-:func:`train` runs any model on any task with any optimizer (the geodesic optimizers of
-:mod:`orthobook.optim` included): gradient clipping, a progress bar, metrics appended to a
-JSON-lines log, periodic checkpoints that a killed run resumes from (continuing the same
-curve), probes evaluated during training, and a clear error when the loss stops being finite.
+:func:`train` runs any model on any task with one optimizer or several (Vorontsov's geodesic
+SGD for ``U, V`` beside RMSprop for the rest, say). What the run does besides stepping is one
+frozen :class:`TrainConfig`: batches, penalty, gradient clipping, the NaN guard, a JSON-lines
+log, probes, a progress bar, checkpoints that a killed run resumes from (continuing the same
+curve), and flushing of denormal numbers on the CPU.
+
+The guard (Note [NaN guard]) checks the loss, the penalty and the gradient norm before every
+optimizer step, so that no step is taken with non-finite gradients and no checkpoint holds a
+non-finite number; :class:`TrainingDiverged` names the step, the quantity and a remedy that
+fits it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from orthobook import _checks
+from orthobook.optim import GeodesicOptimizer, RetractingOptimizer
+from orthobook.stiefel import StiefelParameter
+from orthobook.tasks import Task
 
-__all__ = ["Task", "History", "TrainingDiverged", "train", "evaluate"]
+__all__ = ["TrainConfig", "History", "TrainingDiverged", "train", "evaluate", "flushing_denormals"]
 
 _ON_NONFINITE = ("raise", "stop")
 
+# Note [NaN guard]
+# ~~~~~~~~~~~~~~~~
+# Every step reads the loss, the penalty and the total gradient norm (before clipping) back
+# to the host in ONE transfer (a 0-dim stack; with the accuracy too on logged steps), and
+# steps the optimizers only when all of them are finite. That is the one host
+# synchronisation per step; the loss had to be read for the log and the progress bar anyway.
+# Probes and checkpoints read more, on their own steps only.
+#
+# A non-finite loss or penalty makes every gradient non-finite; a non-finite gradient norm
+# with a finite loss means that backpropagation overflowed (‖∂L/∂h_t‖ grows like ρ(W)^T in an
+# exploding recurrence). Clipping cannot repair either: it rescales by clip / ‖g‖, which is
+# NaN or 0 when ‖g‖ is NaN or inf. So the step is not taken, and the run raises or stops.
+#
+# Finite gradients can still make a state non-finite (SGD with a huge learning rate moves a
+# weight to inf; Adam's second moment overflows when |g| > 1.8e19 in float32). The next
+# step's loss catches a parameter the loss uses; every checkpoint and the end of the run
+# check the whole state (model and optimizers), so a checkpoint never holds one.
 
-class Task(Protocol):
-    """What :func:`train` needs of a task (see :mod:`orthobook.tasks`)."""
+_ADVICE = {
+    "loss": (
+        "The forward pass gave a non-finite loss. Check this step's batch for NaN or inf "
+        "inputs; lower the learning rate if the weights grew over the last steps; check the "
+        "spectral radius ρ(W) of the recurrence (activations of a linear or ReLU recurrence "
+        "grow like ρ(W)^T)."
+    ),
+    "penalty": (
+        "The loss is finite but the penalty is not: lower the penalty's weight, or check what "
+        "it measures (a penalty of high powers of W overflows when W grows)."
+    ),
+    "grad_norm": (
+        "The loss is finite but its gradient is not: backpropagation through time overflowed. "
+        "Lower the learning rate, check the inputs, and check the spectral radius ρ(W) of the "
+        "recurrence (the backward product of Jacobians grows like ρ(W)^T; start it nearer 1). "
+        "Gradient clipping cannot help: it rescales by clip / ‖g‖, which is not finite either."
+    ),
+    "parameters": (
+        "An optimizer step made a parameter non-finite from finite gradients: lower the "
+        "learning rate or clip the gradient norm (TrainConfig(clip=...))."
+    ),
+    "optimizer state": (
+        "An optimizer's state overflowed from finite gradients (e.g. Adam's second moment "
+        "when |g| > 1.8e19 in float32): clip the gradient norm (TrainConfig(clip=...)) or "
+        "lower the learning rate."
+    ),
+}
 
-    def sample(
-        self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
-
-    def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None: ...
+# At step 0 no optimizer step has been taken: the learning rate cannot be the cause.
+_ADVICE_AT_START = {
+    "loss": (
+        "The initial weights give a non-finite loss, before any optimizer step. Check the "
+        "batch for NaN or inf inputs, and the spectral radius ρ(W) of the initial recurrence "
+        "(activations of a linear or ReLU recurrence grow like ρ(W)^T)."
+    ),
+    "grad_norm": (
+        "The initial weights give a finite loss but a non-finite gradient: backpropagation "
+        "through time overflowed before any optimizer step, so the learning rate is not the "
+        "cause. Check the inputs, and the spectral radius ρ(W) of the initial recurrence (the "
+        "backward product of Jacobians grows like ρ(W)^T; start it nearer 1). Gradient "
+        "clipping cannot help: it rescales by clip / ‖g‖, which is not finite either."
+    ),
+}
+_STATE = ("parameters", "optimizer state")
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite.
+    """A quantity of the run became NaN or infinite (Note [NaN guard]).
 
     Attributes:
-        step: the step whose loss was not finite.
-        last_finite: the last logged record whose loss was finite (or ``None``).
+        step: the step at which the guard found it (Note [NaN guard]): exact for ``"loss"``,
+            ``"penalty"`` and ``"grad_norm"``, which are checked before every optimizer step;
+            for ``"parameters"`` and ``"optimizer state"``, checked at checkpoints and at the
+            end, the step after whose update the state was found non-finite.
+        quantity: ``"loss"``, ``"penalty"``, ``"grad_norm"``, ``"parameters"`` or
+            ``"optimizer state"``.
+        value: the non-finite value (``nan``, ``inf`` or ``-inf``), or the name of the first
+            non-finite tensor for the last two quantities.
+        last_finite: the last logged record whose numbers are all finite, or ``None``.
     """
 
-    def __init__(self, step: int, loss: float, last_finite: dict[str, Any] | None) -> None:
-        self.step = step
-        self.last_finite = last_finite
-        super().__init__(
-            f"loss became {loss} at step {step}; last finite record: {last_finite}. "
-            "Lower the learning rate, clip gradients (clip=...), or pass on_nonfinite='stop'."
+    def __init__(self, step: int, quantity: str, value: object, last_finite: dict[str, Any] | None) -> None:
+        self.step, self.quantity, self.value, self.last_finite = step, quantity, value, last_finite
+        advice = (_ADVICE_AT_START.get(quantity) if step == 0 else None) or _ADVICE[quantity]
+        where = (
+            f"after the update of step {step}; no checkpoint was written with it"
+            if quantity in _STATE
+            else f"at step {step}; no optimizer step was taken with it"
         )
+        last = "none yet" if last_finite is None else last_finite
+        super().__init__(
+            f"{quantity} became {value} {where}. Last finite record: {last}. {advice} "
+            "TrainConfig(on_nonfinite='stop') returns the history up to here instead of raising."
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`train` runs, apart from the model, task, optimizers and number of steps.
+
+    One frozen value per run: build variants with ``dataclasses.replace(config, seed=1)``.
+    Every field is checked when the config is made.
+
+    Args:
+        batch_size: sequences per step.
+        seed: seed of the batch generator (independent of torch's global generator), ≥ 0.
+        penalty: ``fn(model)`` returning a 0-dim tensor added to the loss before the backward
+            pass (e.g. :class:`~orthobook.regularize.RecurrentL2`); the history logs it
+            beside the task's loss, which it does not include.
+        clip: the largest total gradient norm, a finite number > 0 (``None``: no clipping).
+        on_nonfinite: when a quantity becomes NaN or infinite (Note [NaN guard]),
+            ``"raise"`` a :class:`TrainingDiverged`, or ``"stop"`` and return the history
+            with ``diverged_at`` set.
+        log_every: record loss, penalty, accuracy and gradient norm every this many steps.
+        log_path: JSON-lines file receiving one record per logged step (see :func:`train`).
+        probes: ``name → fn(model)`` evaluated under ``no_grad`` every ``probe_every`` steps
+            and at the end (e.g. the singular values of ``W``). Tensors are stored as lists.
+        probe_every: steps between probes.
+        progress: show a tqdm progress bar; ``None`` shows it unless the environment sets
+            ``TQDM_DISABLE`` to ``1``/``true``/``yes`` (as the book's stored runs do).
+        description: label of the progress bar.
+        checkpoint_path: where to save (atomically) and resume from.
+        checkpoint_every: steps between checkpoints (one is also written at the end).
+        flush_denormal: flush denormal (subnormal) numbers to zero on the CPU during the run
+            (:func:`flushing_denormals`); vanishing gradients are full of them, and CPUs
+            compute with them many times slower.
+
+    Raises:
+        TypeError: a field has the wrong type.
+        ValueError: a field is out of range (a non-positive count, a negative seed, a clip
+            that is not positive and finite, an unknown ``on_nonfinite``).
+
+    Example:
+        >>> import dataclasses
+        >>> config = TrainConfig(batch_size=32, clip=1.0)
+        >>> dataclasses.replace(config, seed=1).seed, config.seed
+        (1, 0)
+        >>> TrainConfig(clip=float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: clip must be finite, got inf
+    """
+
+    # Batches
+    batch_size: int = 64
+    seed: int = 0
+    # Objective
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None
+    clip: float | None = None
+    on_nonfinite: str = "raise"
+    # Monitoring
+    log_every: int = 1
+    log_path: str | os.PathLike | None = None
+    probes: Mapping[str, Callable[[nn.Module], Any]] = field(default_factory=dict)
+    probe_every: int = 100
+    progress: bool | None = None
+    description: str | None = None
+    # Checkpoints
+    checkpoint_path: str | os.PathLike | None = None
+    checkpoint_every: int = 500
+    # Numerics
+    flush_denormal: bool = True
+
+    def __post_init__(self) -> None:
+        _checks.positive_int(self.batch_size, "batch_size")
+        _checks.non_negative_int(self.seed, "seed")
+        if self.penalty is not None and not callable(self.penalty):
+            raise TypeError(
+                f"penalty must be a callable fn(model) -> tensor or None, got {type(self.penalty).__name__}"
+            )
+        if self.clip is not None:
+            _checks.positive_float(self.clip, "clip")
+        _checks.one_of(self.on_nonfinite, "on_nonfinite", _ON_NONFINITE)
+        _checks.positive_int(self.log_every, "log_every")
+        _checks.positive_int(self.probe_every, "probe_every")
+        _checks.positive_int(self.checkpoint_every, "checkpoint_every")
+        for name in ("log_path", "checkpoint_path"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{name} must be a str, an os.PathLike or None, got {type(value).__name__}")
+        if not isinstance(self.probes, Mapping):
+            raise TypeError(f"probes must be a mapping name -> fn(model), got {type(self.probes).__name__}")
+        for name, fn in self.probes.items():
+            if not isinstance(name, str) or not callable(fn):
+                raise TypeError(f"probes must map str names to callables fn(model); got {name!r}: {fn!r}")
+        # A copy, so that changing the caller's dict later does not change this config.
+        object.__setattr__(self, "probes", dict(self.probes))
+        for name in ("progress", "description"):
+            value, kind = getattr(self, name), bool if name == "progress" else str
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"{name} must be a {kind.__name__} or None, got {type(value).__name__}")
+        if not isinstance(self.flush_denormal, bool):
+            raise TypeError(f"flush_denormal must be a bool, got {type(self.flush_denormal).__name__}")
 
 
 @dataclass
@@ -61,193 +234,408 @@ class History:
     """Metrics of a run, one entry per logged step.
 
     Attributes:
-        step, loss, accuracy, grad_norm: lists of equal length; ``accuracy`` holds ``None``
-            for tasks without one; ``grad_norm`` is the total gradient norm before clipping.
-        probes: ``name → [(step, value), …]`` for each probe passed to :func:`train`.
-        diverged_at: the step whose loss was not finite, when the run stopped there.
+        step, loss, penalty, accuracy, grad_norm: lists of equal length; ``penalty`` holds
+            ``None`` when the run has no penalty and ``accuracy`` for tasks without one;
+            ``grad_norm`` is the total gradient norm before clipping. Every logged step took
+            its optimizer step, so these numbers are finite.
+        probes: ``name → [(step, value), …]`` for each probe of the config.
+        diverged_at: the step at which the run stopped on a non-finite quantity, else ``None``.
+        diverged_quantity: which quantity it was (see :class:`TrainingDiverged`), else ``None``.
     """
 
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
+    penalty: list[float | None] = field(default_factory=list)
     accuracy: list[float | None] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
     probes: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     diverged_at: int | None = None
+    diverged_quantity: str | None = None
 
     def append(self, record: Mapping[str, Any]) -> None:
-        self.step.append(record["step"])
-        self.loss.append(record["loss"])
-        self.accuracy.append(record["accuracy"])
-        self.grad_norm.append(record["grad_norm"])
+        """Add one record with the keys of :meth:`records`."""
+        for key in _RECORD_KEYS:
+            getattr(self, key).append(record[key])
 
     def records(self) -> list[dict[str, Any]]:
-        """One dict per logged step (what the JSON-lines log holds)."""
-        return [
-            {"step": s, "loss": l, "accuracy": a, "grad_norm": g}
-            for s, l, a, g in zip(self.step, self.loss, self.accuracy, self.grad_norm)
-        ]
+        """One dict per logged step, keys ``step, loss, penalty, accuracy, grad_norm``."""
+        return [dict(zip(_RECORD_KEYS, values)) for values in zip(*(getattr(self, key) for key in _RECORD_KEYS))]
 
     def last_finite(self) -> dict[str, Any] | None:
-        finite = [r for r in self.records() if math.isfinite(r["loss"])]
+        """The last record whose numbers are all finite, or ``None``."""
+        finite = [r for r in self.records() if _nonfinite_quantity(r) is None]
         return finite[-1] if finite else None
 
     def final_loss(self, window: int = 10) -> float:
         """Mean loss over the last ``window`` logged steps (a less noisy end point)."""
+        _checks.positive_int(window, "window")
         if not self.loss:
             raise ValueError("the history is empty: no step was logged")
         tail = self.loss[-window:]
         return sum(tail) / len(tail)
 
 
+_RECORD_KEYS = ("step", "loss", "penalty", "accuracy", "grad_norm")
+_GUARDED = ("loss", "penalty", "grad_norm")
+
+
 def train(
     model: nn.Module,
     task: Task,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
     steps: int,
-    *,
-    batch_size: int = 64,
-    seed: int = 0,
-    clip: float | None = None,
-    log_every: int = 1,
-    log_path: str | os.PathLike | None = None,
-    checkpoint_path: str | os.PathLike | None = None,
-    checkpoint_every: int = 500,
-    probes: Mapping[str, Callable[[nn.Module], Any]] | None = None,
-    probe_every: int = 100,
-    on_nonfinite: str = "raise",
-    progress: bool | None = None,
-    description: str | None = None,
-    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    config: TrainConfig | None = None,
 ) -> History:
     """Train ``model`` on batches drawn from ``task`` for ``steps`` optimizer steps.
 
-    Batches come from a generator seeded with ``seed`` (independent of torch's global
-    state), drawn on the CPU and moved to the model's device. When ``checkpoint_path`` names
-    an existing checkpoint the run resumes from it: model, optimizer, batch generator and
-    history are restored, so the resumed run continues the same curve.
+    Each step draws a batch on the model's device from a CPU generator seeded with
+    ``config.seed`` (so batches do not depend on the device), computes
+    ``task.loss(model(x), y)`` plus the penalty, backpropagates, clips, checks (Note [NaN
+    guard]) and steps every optimizer. When
+    ``config.checkpoint_path`` names an existing checkpoint the run resumes from it: model,
+    optimizers, batch generator, torch's random state (CPU, and CUDA on a GPU) and history
+    are restored, so the resumed run continues the same curve.
+
+    The log (``config.log_path``) is rewritten from the history at the start (a resumed run
+    keeps its earlier records, each step once), then receives one JSON object per logged
+    step, ``{"step", "loss", "penalty", "accuracy", "grad_norm"}``. A run that diverges ends
+    its log with the record of that step and a ``"diverged"`` key naming the quantity. JSON
+    has no NaN or infinity, so non-finite numbers are written as ``null``: every line is
+    valid JSON (``json.loads`` with a strict ``parse_constant`` reads it).
 
     Args:
-        model: maps ``x`` (batch, T, input) to the task's output.
-        task: samples batches and scores outputs (:class:`Task`).
-        optimizer: any object with ``zero_grad``, ``step``, ``state_dict``, ``load_state_dict``.
+        model: maps ``x`` (batch, T, input) to the output the task scores (batch, T, out).
+        task: samples batches and scores outputs (:class:`orthobook.tasks.Task`).
+        optimizer: a torch optimizer, or a sequence of them holding disjoint parameters
+            (stepped in order). A :class:`~orthobook.stiefel.StiefelParameter` that requires
+            grad must sit in a retracting optimizer (:class:`~orthobook.optim.CayleyAdam`,
+            :class:`~orthobook.optim.CayleySGD`, :class:`~orthobook.optim.GeodesicOptimizer`)
+            or in none.
         steps: total number of optimizer steps of the run (including resumed ones).
-        batch_size: sequences per step.
-        seed: seed of the batch generator.
-        clip: max total gradient norm (``None``: no clipping).
-        log_every: log loss, accuracy and gradient norm every this many steps.
-        log_path: JSON-lines file receiving one record per logged step.
-        checkpoint_path: where to save (atomically) and resume from.
-        checkpoint_every: steps between checkpoints (one is also written at the end).
-        probes: ``name → fn(model)`` evaluated under ``no_grad`` every ``probe_every`` steps and
-            at the end (e.g. singular values of ``W``).
-        probe_every: steps between probes.
-        on_nonfinite: ``"raise"`` a :class:`TrainingDiverged`, or ``"stop"`` and return the
-            history with ``diverged_at`` set.
-        progress: show a tqdm progress bar; ``None`` shows it unless the environment sets
-            ``TQDM_DISABLE=1`` (as the book's stored runs do: a bar's timings differ every run).
-        description: label of the progress bar.
-        penalty: ``fn(model)`` returning a 0-dim tensor added to the loss before the backward
-            pass (e.g. :class:`~orthobook.regularize.RecurrentL2`); the history logs the task's
-            loss without it.
+        config: how to run (:class:`TrainConfig`); ``None`` is ``TrainConfig()``.
 
     Returns:
         The :class:`History` of the run.
 
     Raises:
-        TrainingDiverged: the loss became NaN or infinite and ``on_nonfinite="raise"``.
+        TypeError: an argument has the wrong type, or an optimizer that does not retract
+            holds a StiefelParameter of the model (checked before the first step).
+        ValueError: ``steps`` is not positive, a parameter sits in two optimizers, the
+            model has no parameters, or the checkpoint does not fit this run.
+        TrainingDiverged: a quantity became non-finite and ``on_nonfinite="raise"``.
+
+    Example:
+        >>> from orthobook.tasks import CopyTask
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.rnn, self.readout = nn.RNN(1, 8, batch_first=True), nn.Linear(8, 9)
+        ...     def forward(self, x):
+        ...         return self.readout(self.rnn(x)[0])
+        >>> _ = torch.manual_seed(0)
+        >>> model = Net()
+        >>> history = train(model, CopyTask(3), torch.optim.Adam(model.parameters()), 5,
+        ...                 TrainConfig(batch_size=4, clip=1.0, progress=False))
+        >>> history.step
+        [0, 1, 2, 3, 4]
     """
-    _validate(steps, batch_size, clip, log_every, checkpoint_every, probe_every, on_nonfinite)
-    if penalty is not None and not callable(penalty):
-        raise TypeError(f"penalty must be a callable fn(model) -> tensor or None, got {type(penalty).__name__}")
-    probes = dict(probes or {})
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    history = History(probes={name: [] for name in probes})
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig or None, got {type(config).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for method in ("sample", "loss", "accuracy"):
+        if not callable(getattr(task, method, None)):
+            raise TypeError(f"task must implement orthobook.tasks.Task; {type(task).__name__} has no method {method}()")
+    _checks.positive_int(steps, "steps")
+    optimizers = _optimizers(optimizer)
+    _check_retraction(model, optimizers)
+    device = _device_of(model)
+    generator = torch.Generator().manual_seed(config.seed)
+    history = History(probes={name: [] for name in config.probes})
     start = 0
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        start = _resume(checkpoint_path, model, optimizer, generator, history)
-    if log_path is not None:
-        _rewrite_log(log_path, history)
-    model.train()
-    if progress is None:
-        progress = os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=description, disable=not progress)
-    for step in bar:
-        x, y = task.sample(batch_size, generator, device)
-        optimizer.zero_grad(set_to_none=True)
-        output = model(x)
-        loss = task.loss(output, y)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            if on_nonfinite == "raise":
-                bar.close()
-                raise TrainingDiverged(step, loss_value, history.last_finite())
-            history.diverged_at = step
-            break
-        (loss if penalty is None else loss + penalty(model)).backward()
-        max_norm = math.inf if clip is None else clip
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-        optimizer.step()
-        if step % log_every == 0:
-            accuracy = task.accuracy(output.detach(), y)
-            record = {
-                "step": step,
-                "loss": loss_value,
-                "accuracy": None if accuracy is None else float(accuracy),
-                "grad_norm": grad_norm,
-            }
-            history.append(record)
-            if log_path is not None:
-                _append_log(log_path, record)
-            bar.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
-        if probes and (step + 1) % probe_every == 0:
-            _probe(model, probes, step + 1, history)
-        if checkpoint_path is not None and (step + 1) % checkpoint_every == 0:
-            _save(checkpoint_path, model, optimizer, generator, history, step + 1)
-    bar.close()
-    if history.diverged_at is None:
-        if probes and _last_probe_step(history) != steps:
-            _probe(model, probes, steps, history)
-        if checkpoint_path is not None:
-            _save(checkpoint_path, model, optimizer, generator, history, steps)
+    if config.checkpoint_path is not None and Path(config.checkpoint_path).exists():
+        start = _resume(config.checkpoint_path, steps, model, optimizers, generator, history, device)
+    if config.log_path is not None:
+        _rewrite_log(config.log_path, history)
+    with flushing_denormals(config.flush_denormal):
+        _run(model, task, optimizers, steps, config, start, generator, history, device)
     return history
 
 
+def _run(
+    model: nn.Module,
+    task: Task,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    steps: int,
+    config: TrainConfig,
+    start: int,
+    generator: torch.Generator,
+    history: History,
+    device: torch.device,
+) -> None:
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    max_norm = math.inf if config.clip is None else config.clip
+    progress = config.progress
+    if progress is None:
+        progress = os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+    model.train()
+    with tqdm(range(start, steps), initial=start, total=steps, desc=config.description, disable=not progress) as bar:
+        for step in bar:
+            x, y = task.sample(config.batch_size, generator, device)
+            _zero_grad(model, optimizers)
+            output = model(x)
+            loss = task.loss(output, y)
+            penalty = None if config.penalty is None else config.penalty(model)
+            (loss if penalty is None else loss + penalty).backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+            logged = step % config.log_every == 0
+            accuracy = task.accuracy(output.detach(), y) if logged else None
+            record = dict(zip(_RECORD_KEYS, [step, *_read(loss, penalty, accuracy, grad_norm)]))
+            quantity = _nonfinite_quantity(record)
+            if quantity is not None:
+                _zero_grad(model, optimizers)
+                _diverge(config, history, record, step, quantity, record[quantity])
+                return
+            for opt in optimizers:
+                opt.step()
+            if logged:
+                history.append(record)
+                if config.log_path is not None:
+                    _append_log(config.log_path, record)
+                bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
+            if config.probes and (step + 1) % config.probe_every == 0:
+                _probe(model, config.probes, step + 1, history)
+            if config.checkpoint_path is not None and (step + 1) % config.checkpoint_every == 0:
+                if not _save_if_finite(config, model, optimizers, generator, history, step, device):
+                    return
+    if config.probes and _last_probe_step(history) != steps:
+        _probe(model, config.probes, steps, history)
+    if config.checkpoint_path is not None:
+        _save_if_finite(config, model, optimizers, generator, history, steps - 1, device)
+    else:
+        problem = _nonfinite_state(model, optimizers)
+        if problem is not None:
+            _diverge(config, history, None, steps - 1, *problem)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, batch_size: int = 512, seed: int = 12345) -> dict[str, float | None]:
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    batch_size: int = 512,
+    seed: int = 12345,
+    *,
+    chunk_size: int | None = None,
+) -> dict[str, float | None]:
     """Loss and accuracy of ``model`` on one fresh batch of ``batch_size`` sequences.
 
+    The batch is drawn in one piece on the model's device (so it is the same for every
+    ``chunk_size``) and fed to the model ``chunk_size`` sequences at a time. The
+    result is the mean over the chunks weighted by their sizes, which equals the loss and
+    accuracy of the whole batch at once for every task whose loss and accuracy are means
+    over sequences of equal weight (all of :mod:`orthobook.tasks`).
+
     Args:
-        model: the trained model.
+        model: the trained model; evaluated in ``eval()`` mode, which is restored after.
         task: the task.
         batch_size: sequences in the evaluation batch.
         seed: seed of the evaluation batch (different from training seeds by default).
+        chunk_size: sequences per forward pass (``None``: the whole batch at once); e.g.
+            10,000 test images of 784 pixels fit in memory 1,000 at a time.
 
     Returns:
         ``{"loss": …, "accuracy": … or None}``.
+
+    Raises:
+        TypeError: ``batch_size``, ``seed`` or ``chunk_size`` is not an int.
+        ValueError: ``batch_size`` or ``chunk_size`` is not positive, ``seed`` negative, or
+            the model has no parameters.
     """
     _checks.positive_int(batch_size, "batch_size")
-    device = next(model.parameters()).device
+    _checks.non_negative_int(seed, "seed")
+    chunk_size = batch_size if chunk_size is None else _checks.positive_int(chunk_size, "chunk_size")
+    device = _device_of(model)
+    x, y = task.sample(batch_size, torch.Generator().manual_seed(seed), device)
     was_training = model.training
     model.eval()
-    x, y = task.sample(batch_size, torch.Generator().manual_seed(seed), device)
-    output = model(x)
-    accuracy = task.accuracy(output, y)
-    model.train(was_training)
-    return {"loss": float(task.loss(output, y)), "accuracy": None if accuracy is None else float(accuracy)}
+    try:
+        loss_sum, accuracy_sum = 0.0, 0.0
+        for begin in range(0, batch_size, chunk_size):
+            x_chunk, y_chunk = x[begin : begin + chunk_size], y[begin : begin + chunk_size]
+            output = model(x_chunk)
+            n = x_chunk.shape[0]
+            loss_sum += n * float(task.loss(output, y_chunk))
+            accuracy = task.accuracy(output, y_chunk)
+            accuracy_sum = None if accuracy is None else accuracy_sum + n * float(accuracy)
+    finally:
+        model.train(was_training)
+    return {"loss": loss_sum / batch_size, "accuracy": None if accuracy_sum is None else accuracy_sum / batch_size}
 
 
-def _validate(
-    steps: int, batch_size: int, clip: float | None, log_every: int, checkpoint_every: int, probe_every: int, on_nonfinite: str
+@contextlib.contextmanager
+def flushing_denormals(enabled: bool = True) -> Iterator[bool]:
+    """Flush denormal numbers to zero on the CPU inside the ``with`` block (or keep them).
+
+    ``torch.set_flush_denormal`` sets the mode and says whether this CPU supports it (x86
+    with SSE3, AArch64), but torch has no getter: the mode in force before is read by
+    multiplying the subnormal 2⁻¹⁰⁷⁰ by 1 in float64 (zero exactly when denormals are
+    flushed) and set back on exit. GPU arithmetic is not affected.
+
+    The mode is a per-thread register (MXCSR on x86): torch's intra-op worker threads that
+    already exist keep theirs, so with ``torch.set_num_threads(k)`` only part of a large
+    operation may be flushed. The book's chapters run on one thread, where it holds fully.
+
+    Args:
+        enabled: flush (``True``) or compute with denormals (``False``) inside the block.
+
+    Yields:
+        Whether denormals are flushed inside the block (``False`` also where the CPU does not
+        support flushing).
+
+    Raises:
+        TypeError: ``enabled`` is not a bool.
+
+    Example:
+        >>> tiny = torch.tensor([1e-310], dtype=torch.float64)
+        >>> with flushing_denormals() as flushed:
+        ...     inside = (tiny * 1.0).item()
+        >>> inside == (0.0 if flushed else 1e-310)
+        True
+        >>> (tiny * 1.0).item()  # the previous mode is back
+        1e-310
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+    previous = _flushes_denormals()
+    supported = torch.set_flush_denormal(enabled)
+    try:
+        yield supported and enabled
+    finally:
+        if supported:
+            torch.set_flush_denormal(previous)
+
+
+def _flushes_denormals() -> bool:
+    return (torch.tensor([2.0**-1070], dtype=torch.float64) * 1.0).item() == 0.0
+
+
+def _optimizers(optimizer: object) -> tuple[torch.optim.Optimizer, ...]:
+    optimizers = (optimizer,) if isinstance(optimizer, torch.optim.Optimizer) else optimizer
+    if not isinstance(optimizers, Sequence) or isinstance(optimizers, str) or not optimizers:
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or a non-empty sequence of them, got {optimizer!r}")
+    for i, opt in enumerate(optimizers):
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"optimizer[{i}] must be a torch.optim.Optimizer, got {type(opt).__name__}")
+    return tuple(optimizers)
+
+
+def _check_retraction(model: nn.Module, optimizers: tuple[torch.optim.Optimizer, ...]) -> None:
+    """Refuse a Euclidean optimizer for a StiefelParameter, and a parameter in two optimizers."""
+    holder: dict[int, int] = {}
+    for i, opt in enumerate(optimizers):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if holder.setdefault(id(p), i) != i:
+                    raise ValueError(
+                        f"a parameter sits in optimizer[{holder[id(p)]}] and optimizer[{i}]: it would step twice"
+                    )
+    for name, p in model.named_parameters():
+        i = holder.get(id(p))
+        if isinstance(p, StiefelParameter) and p.requires_grad and i is not None:
+            opt = optimizers[i]
+            if not isinstance(opt, (RetractingOptimizer, GeodesicOptimizer)):
+                raise TypeError(
+                    f"optimizer[{i}] ({type(opt).__name__}) would move the StiefelParameter {name!r} off the "
+                    "Stiefel manifold: a Euclidean step does not keep YᵀY = I. Optimize it with "
+                    "orthobook.optim.CayleyAdam or CayleySGD (they retract it), or freeze it with "
+                    "requires_grad_(False)."
+                )
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        raise ValueError("model must have at least one parameter (its device is where batches go)")
+    return parameter.device
+
+
+def _zero_grad(model: nn.Module, optimizers: tuple[torch.optim.Optimizer, ...]) -> None:
+    model.zero_grad(set_to_none=True)
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+
+
+def _read(*values: torch.Tensor | float | None) -> list[float | None]:
+    """The host values of 0-dim tensors (``None`` stays ``None``) in one transfer (Note [NaN guard])."""
+    present = [v for v in values if v is not None]
+    device = next((v.device for v in present if isinstance(v, torch.Tensor)), torch.device("cpu"))
+    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    stacked = torch.stack([torch.as_tensor(v, device=device).detach().reshape(()).to(dtype) for v in present])
+    host = iter(stacked.tolist())
+    return [None if v is None else next(host) for v in values]
+
+
+def _nonfinite_quantity(record: Mapping[str, Any]) -> str | None:
+    return next((q for q in _GUARDED if record[q] is not None and not math.isfinite(record[q])), None)
+
+
+def _nonfinite_state(model: nn.Module, optimizers: tuple[torch.optim.Optimizer, ...]) -> tuple[str, str] | None:
+    """``(quantity, tensor name)`` of the first non-finite tensor of the model or optimizers."""
+    named = [("parameters", name, t) for name, t in model.state_dict().items()]
+    for i, opt in enumerate(optimizers):
+        named += [("optimizer state", f"optimizer[{i}] {name}", t) for name, t in _tensors(opt.state_dict())]
+    named = [(q, name, t) for q, name, t in named if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    finite = [True] * len(named)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, (_, _, t) in enumerate(named):
+        by_device.setdefault(t.device, []).append(i)
+    for indices in by_device.values():  # one transfer per device: a flag per tensor
+        flags = torch.stack([torch.isfinite(named[i][2]).all() for i in indices]).tolist()
+        for i, flag in zip(indices, flags):
+            finite[i] = flag
+    bad = next((entry for entry, ok in zip(named, finite) if not ok), None)
+    return None if bad is None else (bad[0], bad[1])
+
+
+def _tensors(state: object, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(state, torch.Tensor):
+        yield prefix, state
+    elif isinstance(state, Mapping):
+        for key, value in state.items():
+            yield from _tensors(value, f"{prefix}[{key!r}]")
+    elif isinstance(state, (list, tuple)):
+        for i, value in enumerate(state):
+            yield from _tensors(value, f"{prefix}[{i}]")
+
+
+def _diverge(
+    config: TrainConfig, history: History, record: dict[str, Any] | None, step: int, quantity: str, value: object
 ) -> None:
-    _checks.positive_int(steps, "steps")
-    _checks.positive_int(batch_size, "batch_size")
-    _checks.positive_int(log_every, "log_every")
-    _checks.positive_int(checkpoint_every, "checkpoint_every")
-    _checks.positive_int(probe_every, "probe_every")
-    _checks.one_of(on_nonfinite, "on_nonfinite", _ON_NONFINITE)
-    if clip is not None and _checks.non_negative_float(clip, "clip") == 0:
-        raise ValueError("clip must be positive (or None for no clipping), got 0")
+    """Log the divergence, then raise or mark the history (``on_nonfinite``)."""
+    if config.log_path is not None:
+        _append_log(config.log_path, {**(record or {"step": step}), "diverged": quantity})
+    if config.on_nonfinite == "raise":
+        raise TrainingDiverged(step, quantity, value, history.last_finite())
+    history.diverged_at, history.diverged_quantity = step, quantity
+
+
+def _save_if_finite(
+    config: TrainConfig,
+    model: nn.Module,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    generator: torch.Generator,
+    history: History,
+    step: int,
+    device: torch.device,
+) -> bool:
+    """Checkpoint after ``step`` unless the state is non-finite (then diverge and return False)."""
+    problem = _nonfinite_state(model, optimizers)
+    if problem is not None:
+        _diverge(config, history, None, step, *problem)
+        return False
+    _save(config.checkpoint_path, model, optimizers, generator, history, step + 1, device)
+    return True
 
 
 def _last_probe_step(history: History) -> int | None:
@@ -264,13 +652,17 @@ def _probe(model: nn.Module, probes: Mapping[str, Callable[[nn.Module], Any]], s
         history.probes[name].append((step, value))
 
 
+_CHECKPOINT_KEYS = {"step", "model", "optimizers", "generator", "torch_rng", "cuda_rng", "history"}
+
+
 def _save(
     path: str | os.PathLike,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizers: tuple[torch.optim.Optimizer, ...],
     generator: torch.Generator,
     history: History,
     step: int,
+    device: torch.device,
 ) -> None:
     """Write the checkpoint to a temporary file, then rename it into place (atomic)."""
     path = Path(path)
@@ -278,10 +670,11 @@ def _save(
     state = {
         "step": step,
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizers": [opt.state_dict() for opt in optimizers],
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
-        "history": history.__dict__,
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "history": dict(history.__dict__),
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -289,13 +682,31 @@ def _save(
 
 
 def _resume(
-    path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, history: History
+    path: str | os.PathLike,
+    steps: int,
+    model: nn.Module,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    generator: torch.Generator,
+    history: History,
+    device: torch.device,
 ) -> int:
-    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    # weights_only=False: probe values may be any picklable Python object. Load only your own runs.
+    state = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(state, dict) or set(state) != _CHECKPOINT_KEYS:
+        raise ValueError(f"{path} is not a checkpoint of this version of orthobook.train; delete it to start afresh")
+    if len(state["optimizers"]) != len(optimizers):
+        raise ValueError(
+            f"{path} holds {len(state['optimizers'])} optimizer states, but this run has {len(optimizers)} optimizers"
+        )
+    if state["step"] > steps:
+        raise ValueError(f"the checkpoint {path} holds {state['step']} steps, more than steps={steps}")
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    for opt, saved in zip(optimizers, state["optimizers"]):
+        opt.load_state_dict(saved)
     generator.set_state(state["generator"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
+    if state["cuda_rng"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
     saved = History(**state["history"])
     for name in history.probes:
         history.probes[name] = saved.probes.get(name, [])
@@ -304,15 +715,20 @@ def _resume(
     return state["step"]
 
 
+def _json_line(record: Mapping[str, Any]) -> str:
+    """One JSON object; NaN and ±inf (which JSON lacks) are written as ``null``."""
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(clean, allow_nan=False) + "\n"
+
+
 def _rewrite_log(path: str | os.PathLike, history: History) -> None:
     """Start the log afresh from the (possibly resumed) history, dropping lines past it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
-        for record in history.records():
-            f.write(json.dumps(record) + "\n")
+        f.writelines(_json_line(record) for record in history.records())
 
 
 def _append_log(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     with Path(path).open("a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(_json_line(record))
