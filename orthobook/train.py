@@ -221,10 +221,10 @@ class TrainConfig:
                 raise TypeError(f"probes must map str names to callables fn(model); got {name!r}: {fn!r}")
         # A copy, so that changing the caller's dict later does not change this config.
         object.__setattr__(self, "probes", dict(self.probes))
-        for name in ("progress", "description"):
-            value, kind = getattr(self, name), bool if name == "progress" else str
-            if value is not None and not isinstance(value, kind):
-                raise TypeError(f"{name} must be a {kind.__name__} or None, got {type(value).__name__}")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise TypeError(f"progress must be a bool or None, got {type(self.progress).__name__}")
+        if self.description is not None and not isinstance(self.description, str):
+            raise TypeError(f"description must be a str or None, got {type(self.description).__name__}")
         if not isinstance(self.flush_denormal, bool):
             raise TypeError(f"flush_denormal must be a bool, got {type(self.flush_denormal).__name__}")
 
@@ -253,9 +253,10 @@ class History:
     diverged_quantity: str | None = None
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Add one record with the keys of :meth:`records`."""
+        """Add one record with the keys of :meth:`records` (``penalty`` and ``accuracy`` may
+        be left out: ``None``)."""
         for key in _RECORD_KEYS:
-            getattr(self, key).append(record[key])
+            getattr(self, key).append(record.get(key) if key in _OPTIONAL_KEYS else record[key])
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per logged step, keys ``step, loss, penalty, accuracy, grad_norm``."""
@@ -276,6 +277,7 @@ class History:
 
 
 _RECORD_KEYS = ("step", "loss", "penalty", "accuracy", "grad_norm")
+_OPTIONAL_KEYS = ("penalty", "accuracy")
 _GUARDED = ("loss", "penalty", "grad_norm")
 
 

@@ -720,6 +720,8 @@ def test_history_helpers():
     assert history.final_loss(window=1) == 4.0
     assert history.last_finite()["step"] == 0
     assert History().last_finite() is None
+    history.append({"step": 3, "loss": 1.0, "grad_norm": 1.0})
+    assert history.records()[-1] == {"step": 3, "loss": 1.0, "penalty": None, "accuracy": None, "grad_norm": 1.0}
 
 
 def test_final_loss_of_an_empty_history_is_a_clear_error():
