@@ -1,27 +1,35 @@
-"""Recurrent models: the Elman RNN with a pluggable recurrent matrix, and an LSTM baseline.
+"""Recurrent models as PyTorch modules: an ``nn.RNN`` (or its unrolled cell) plus a readout.
 
 The Elman RNN computes (Book: Eq. (gp-recurrence))
 
-    h_t = f(W h_{t-1} + V x_t + b),    y = R h_T + c   (or y_t = R h_t + c for every t),
+    h_t = f(W h_{t-1} + V x_t + b),    y_t = R h_t + c   for every t,
 
-where ``W`` comes from a :class:`~orthobook.recurrent.Recurrence`. ``W`` is built once per
-forward pass; for ``tanh`` and ``relu`` the recurrence then runs in PyTorch's fused RNN
-kernel with that matrix (``torch.func.functional_call`` on an ``nn.RNN`` whose own
-``weight_hh`` was removed), so a constrained model pays only for building ``W``.
+with ``W = rnn.weight_hh_l0`` an ordinary ``nn.RNN`` weight. A constraint is one call on that
+tensor, the PyTorch way (:mod:`orthobook.parametrizations`)::
+
+    model = ElmanRNN(1, 128, 10, nonlinearity="relu")
+    spectral_margin(model.rnn, "weight_hh_l0", margin=0.1)
+
+``forward`` runs under :func:`torch.nn.utils.parametrize.cached`, so a constrained ``W`` is built
+once per forward pass and then handed to PyTorch's fused kernel (``tanh``, ``relu``); ``elu`` and
+``identity`` run the same parameters step by step. Every model returns ``(batch, T, out)``; a
+task scores the steps it needs (the adding task and sequential MNIST read the last one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
+from torch.nn.utils import parametrize
 
 from orthobook import _checks
-from orthobook.recurrent import Plain, Recurrence, ResidualIdentity
+from orthobook import init as _init
+from orthobook.parametrizations import residual_identity
 
 __all__ = ["ElmanRNN", "LSTM", "Trajectory", "NONLINEARITIES", "derivative", "rin", "irnn"]
 
@@ -32,7 +40,7 @@ NONLINEARITIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "identity": lambda a: a,
 }
 _FUSED = ("tanh", "relu")
-_READOUTS = ("last", "all")
+_RECURRENT_INITS = ("glorot", "orthogonal", "identity")
 
 
 def derivative(nonlinearity: str, a: torch.Tensor) -> torch.Tensor:
@@ -54,7 +62,7 @@ class Trajectory(NamedTuple):
     """What :meth:`ElmanRNN.unrolled` returns.
 
     Attributes:
-        output: the model's output, as from ``forward``.
+        output: the model's output (batch, T, out), as from ``forward``.
         states: ``T`` tensors (batch, n): ``h_1 … h_T`` of the top layer, each a node of
             the autograd graph (so ``torch.autograd.grad(loss, states)`` gives ``∂L/∂h_t``).
         preactivations: ``T`` tensors (batch, n): ``a_t = W h_{t-1} + V x_t + b`` of the top layer.
@@ -66,26 +74,34 @@ class Trajectory(NamedTuple):
 
 
 class ElmanRNN(nn.Module):
-    """Elman RNN ``h_t = f(W h_{t-1} + V x_t + b)`` with a pluggable recurrent matrix ``W``.
+    """Elman RNN ``h_t = f(W h_{t-1} + V x_t + b)`` with a linear readout at every step.
+
+    The parameters live in ``self.rnn`` (an ``nn.RNN``: ``weight_hh_l{k}`` is ``W`` of layer
+    ``k``, ``weight_ih_l{k}`` is ``V``) and ``self.readout`` (an ``nn.Linear``). Every initial
+    value is drawn from ``generator`` (torch's global generator when ``None``): ``V``, the
+    biases and the readout as PyTorch draws them, ``U(−1/√n, 1/√n)``; ``W`` as
+    ``recurrent_init`` says.
 
     Args:
         input_size: features per step of the input ``x``.
         hidden_size: n, the state size.
         output_size: size of the linear readout.
-        recurrence: the module that builds ``W`` (default: :class:`~orthobook.recurrent.Plain`
-            with Glorot initialisation), or one per layer when ``num_layers > 1``.
         nonlinearity: ``"tanh"``, ``"relu"`` (both fused), ``"elu"`` or ``"identity"``.
         num_layers: depth of the stack; layer ``l + 1`` reads the states of layer ``l``.
-        readout: ``"last"`` reads ``h_T`` only, ``"all"`` reads every ``h_t``.
+        recurrent_init: ``"glorot"``, ``"orthogonal"`` (Haar), ``"identity"``, or an (n, n)
+            tensor, for every layer's ``W``.
+        input_init: ``None`` (PyTorch's uniform draw), a standard deviation ``std ≥ 0`` for
+            ``V ~ N(0, std²)``, or an (n, input_size) tensor, for the first layer's ``V``.
+        generator: the generator of every initial draw.
+        dtype: floating dtype of the parameters (``None``: torch's default dtype).
 
     Shapes:
-        ``x``: (batch, T, input_size) → (batch, output_size) for ``"last"``,
-        (batch, T, output_size) for ``"all"``.
+        ``x``: (batch, T, input_size) → (batch, T, output_size).
 
     Example:
-        >>> model = ElmanRNN(2, 16, 1)
+        >>> model = ElmanRNN(2, 16, 1, generator=torch.Generator().manual_seed(0))
         >>> model(torch.zeros(4, 10, 2)).shape
-        torch.Size([4, 1])
+        torch.Size([4, 10, 1])
     """
 
     def __init__(
@@ -94,28 +110,39 @@ class ElmanRNN(nn.Module):
         hidden_size: int,
         output_size: int,
         *,
-        recurrence: Recurrence | Sequence[Recurrence] | None = None,
         nonlinearity: str = "tanh",
         num_layers: int = 1,
-        readout: str = "last",
+        recurrent_init: str | torch.Tensor = "glorot",
+        input_init: float | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size, output_size, num_layers)
+        dtype = _floating_dtype(dtype)
         self.nonlinearity = _checks.one_of(nonlinearity, "nonlinearity", tuple(NONLINEARITIES))
-        self.readout_mode = _checks.one_of(readout, "readout", _READOUTS)
-        self.recurrences = nn.ModuleList(_recurrences(recurrence, hidden_size, num_layers))
-        # The fused kernel's module holds V and b; its own weight_hh is removed and W is passed
-        # in at call time. For elu/identity it only holds V and b (its "tanh" is never used).
-        self.rnn = nn.RNN(
+        # For elu/identity the module only holds the parameters (its "tanh" is never run).
+        self.rnn = _uninitialised(
+            nn.RNN,
             input_size,
             hidden_size,
             num_layers=num_layers,
-            nonlinearity="tanh" if nonlinearity not in _FUSED else nonlinearity,
+            nonlinearity=nonlinearity if nonlinearity in _FUSED else "tanh",
             batch_first=True,
+            dtype=dtype,
         )
-        for layer in range(num_layers):
-            delattr(self.rnn, f"weight_hh_l{layer}")
-        self.readout = nn.Linear(hidden_size, output_size)
+        self.readout = _uninitialised(nn.Linear, hidden_size, output_size, dtype=dtype)
+        W0 = _recurrent_matrix(recurrent_init, hidden_size, generator, dtype)
+        with torch.no_grad():
+            for name, param in [*self.rnn.named_parameters(), *self.readout.named_parameters()]:
+                if not name.startswith("weight_hh"):
+                    _uniform_(param, hidden_size, generator)
+                elif W0 is None:
+                    param.copy_(_init.glorot(hidden_size, generator=generator, dtype=dtype))
+                else:
+                    param.copy_(W0)
+            if input_init is not None:
+                self.rnn.weight_ih_l0.copy_(_input_matrix(input_init, hidden_size, input_size, generator, dtype))
 
     @property
     def hidden_size(self) -> int:
@@ -126,57 +153,58 @@ class ElmanRNN(nn.Module):
         return self.rnn.num_layers
 
     def recurrent_matrices(self) -> list[torch.Tensor]:
-        """Build every layer's ``W`` (n, n), once."""
-        return [recurrence() for recurrence in self.recurrences]
+        """Every layer's ``W`` (n, n), built once (a constrained ``W`` from its parametrization)."""
+        with parametrize.cached():
+            return [getattr(self.rnn, f"weight_hh_l{layer}") for layer in range(self.num_layers)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.rnn.input_size)
         if self.nonlinearity not in _FUSED:
             return self.unrolled(x).output
-        weights = {f"weight_hh_l{layer}": W for layer, W in enumerate(self.recurrent_matrices())}
-        states, _ = functional_call(self.rnn, weights, (x,))
-        return self._read(states)
+        with parametrize.cached():
+            states, _ = self.rnn(x)
+        return self.readout(states)
 
     def unrolled(self, x: torch.Tensor) -> Trajectory:
-        """Run the recurrence step by step in Python (slow), keeping every state.
+        """Run the recurrence step by step in Python, keeping every state.
 
         Same parameters and same result as ``forward``; used for ``elu``/``identity`` and by
-        the gradient diagnostics, which need each ``h_t`` as a node of the graph.
+        the gradient diagnostics, which need each ``h_t`` as a node of the graph. The loop
+        iterates over ``drive.unbind(1)``, so its backward pass is linear in T (indexing
+        ``drive[:, t]`` would add a (batch, T, n) zero tensor per step).
         """
         _check_input(x, self.rnn.input_size)
         f = NONLINEARITIES[self.nonlinearity]
         layer_input = x
-        for layer, W in enumerate(self.recurrent_matrices()):
-            drive = F.linear(
-                layer_input,
-                getattr(self.rnn, f"weight_ih_l{layer}"),
-                getattr(self.rnn, f"bias_ih_l{layer}") + getattr(self.rnn, f"bias_hh_l{layer}"),
-            )
-            h = x.new_zeros(x.shape[0], self.hidden_size)
-            states, preactivations = [], []
-            for t in range(x.shape[1]):
-                a = drive[:, t] + h @ W.T
-                h = f(a)
-                preactivations.append(a)
-                states.append(h)
-            layer_input = torch.stack(states, 1)
-        return Trajectory(self._read(layer_input), states, preactivations)
-
-    def _read(self, states: torch.Tensor) -> torch.Tensor:
-        if self.readout_mode == "last":
-            return self.readout(states[:, -1])
-        return self.readout(states)
+        with parametrize.cached():
+            for layer, W in enumerate(self.recurrent_matrices()):
+                bias = getattr(self.rnn, f"bias_ih_l{layer}") + getattr(self.rnn, f"bias_hh_l{layer}")
+                drive = F.linear(layer_input, getattr(self.rnn, f"weight_ih_l{layer}"), bias)
+                h = x.new_zeros(x.shape[0], self.hidden_size)
+                states, preactivations = [], []
+                for drive_t in drive.unbind(1):
+                    a = torch.addmm(drive_t, h, W.T)
+                    h = f(a)
+                    preactivations.append(a)
+                    states.append(h)
+                layer_input = torch.stack(states, 1)
+        return Trajectory(self.readout(layer_input), states, preactivations)
 
 
 class LSTM(nn.Module):
-    """LSTM baseline (Hochreiter & Schmidhuber 1997) with the same readouts as :class:`ElmanRNN`.
+    """LSTM baseline (Hochreiter & Schmidhuber 1997) with a linear readout at every step.
 
     Args:
-        input_size, hidden_size, output_size, num_layers, readout: as for :class:`ElmanRNN`.
+        input_size, hidden_size, output_size, num_layers, generator, dtype: as for
+            :class:`ElmanRNN` (every weight drawn as PyTorch draws it, from ``generator``).
         forget_bias: initial bias of the forget gate (1.0, Jozefowicz et al. 2015).
 
     Shapes:
-        ``x``: (batch, T, input_size) → (batch, output_size) or (batch, T, output_size).
+        ``x``: (batch, T, input_size) → (batch, T, output_size).
+
+    Example:
+        >>> LSTM(2, 8, 3)(torch.zeros(4, 5, 2)).shape
+        torch.Size([4, 5, 3])
     """
 
     def __init__(
@@ -186,25 +214,26 @@ class LSTM(nn.Module):
         output_size: int,
         *,
         num_layers: int = 1,
-        readout: str = "last",
         forget_bias: float = 1.0,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size, output_size, num_layers)
-        self.readout_mode = _checks.one_of(readout, "readout", _READOUTS)
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        dtype = _floating_dtype(dtype)
+        self.lstm = _uninitialised(nn.LSTM, input_size, hidden_size, num_layers=num_layers, batch_first=True, dtype=dtype)
+        self.readout = _uninitialised(nn.Linear, hidden_size, output_size, dtype=dtype)
         with torch.no_grad():
+            for param in [*self.lstm.parameters(), *self.readout.parameters()]:
+                _uniform_(param, hidden_size, generator)
             for layer in range(num_layers):
                 # PyTorch orders the gates (input, forget, cell, output); b_ih + b_hh is the bias.
                 getattr(self.lstm, f"bias_ih_l{layer}")[hidden_size : 2 * hidden_size].fill_(forget_bias)
                 getattr(self.lstm, f"bias_hh_l{layer}")[hidden_size : 2 * hidden_size].zero_()
-        self.readout = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.lstm.input_size)
         states, _ = self.lstm(x)
-        if self.readout_mode == "last":
-            return self.readout(states[:, -1])
         return self.readout(states)
 
 
@@ -214,21 +243,21 @@ def rin(
     output_size: int,
     *,
     num_layers: int = 1,
-    readout: str = "last",
     std: float = 1e-3,
     generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
 ) -> ElmanRNN:
     """The recurrent identity network (RIN) of Hu et al. (2018), a stack of ReLU layers.
 
-    Each layer computes ``h_t = relu((U + I) h_{t-1} + V x_t + b)`` (Book: Eq. (rin-recurrence))
-    with a :class:`~orthobook.recurrent.ResidualIdentity` recurrence, and the paper's
-    initialisation: ``U`` and ``V`` drawn ``N(0, std²)`` (``std = 1e-3``), ``b = 0``.
+    Each layer computes ``h_t = relu((U + I) h_{t-1} + V x_t + b)`` (Book: Eq. (rin-recurrence)):
+    ``weight_hh_l{k}`` carries :func:`~orthobook.parametrizations.residual_identity`, so only
+    ``U`` is learned. The paper's initialisation: ``U`` and the first layer's ``V`` drawn
+    ``N(0, std²)`` (``std = 1e-3``), every bias 0.
 
     Args:
-        input_size, hidden_size, output_size, num_layers, readout: as for :class:`ElmanRNN`
-            (the paper stacks 1 to 3 layers).
+        input_size, hidden_size, output_size, num_layers, generator, dtype: as for
+            :class:`ElmanRNN` (the paper stacks 1 to 3 layers).
         std: standard deviation ≥ 0 of the initial ``U`` and ``V``.
-        generator: optional generator for a reproducible initial draw.
 
     Returns:
         An :class:`ElmanRNN` with ``nonlinearity="relu"``.
@@ -236,15 +265,11 @@ def rin(
     Example:
         >>> model = rin(2, 16, 1, num_layers=2)
         >>> model(torch.zeros(4, 10, 2)).shape
-        torch.Size([4, 1])
+        torch.Size([4, 10, 1])
     """
-    _checks.positive_int(num_layers, "num_layers")
-    _checks.non_negative_float(std, "std")
-    recurrences = [ResidualIdentity(hidden_size, std, generator=generator) for _ in range(num_layers)]
-    model = ElmanRNN(
-        input_size, hidden_size, output_size, recurrence=recurrences, nonlinearity="relu", num_layers=num_layers, readout=readout
-    )
-    _small_inputs_zero_biases(model, std, generator)
+    model = _identity_relu(input_size, hidden_size, output_size, num_layers, std, generator, dtype)
+    for layer in range(num_layers):
+        residual_identity(model.rnn, f"weight_hh_l{layer}", std=std, generator=generator)
     return model
 
 
@@ -254,58 +279,107 @@ def irnn(
     output_size: int,
     *,
     num_layers: int = 1,
-    readout: str = "last",
-    input_std: float = 1e-3,
+    std: float = 1e-3,
     generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
 ) -> ElmanRNN:
     """The IRNN of Le, Jaitly & Hinton (2015): ReLU units, ``W`` initialised to ``I``, ``b = 0``.
 
-    ``W`` is a :class:`~orthobook.recurrent.Plain` matrix learned as a whole, so at the start
-    the IRNN computes the same function as :func:`rin` with ``U = 0``; they differ in what is
-    learned and where an L2 penalty pulls (Book: Eq. (rin-prior)). Input weights ``V`` start
-    ``N(0, input_std²)``.
-
-    Args:
-        input_size, hidden_size, output_size, num_layers, readout: as for :class:`ElmanRNN`.
-        input_std: standard deviation ≥ 0 of the initial ``V``.
-        generator: optional generator for a reproducible initial draw.
+    ``W`` is learned as a whole, so at the start the IRNN computes the same function as
+    :func:`rin` with ``U = 0``; they differ in what is learned and where an L2 penalty pulls
+    (Book: Eq. (rin-prior)). Same signature as :func:`rin`; ``std`` is the spread of ``V``.
 
     Returns:
         An :class:`ElmanRNN` with ``nonlinearity="relu"``.
+
+    Example:
+        >>> torch.equal(irnn(2, 4, 1).recurrent_matrices()[0], torch.eye(4))
+        True
     """
+    return _identity_relu(input_size, hidden_size, output_size, num_layers, std, generator, dtype)
+
+
+def _identity_relu(
+    input_size: int,
+    hidden_size: int,
+    output_size: int,
+    num_layers: int,
+    std: float,
+    generator: torch.Generator | None,
+    dtype: torch.dtype | None,
+) -> ElmanRNN:
+    """ReLU layers with ``W = I``, every ``V ~ N(0, std²)`` and zero biases."""
     _checks.positive_int(num_layers, "num_layers")
-    _checks.non_negative_float(input_std, "input_std")
-    recurrences = [Plain(hidden_size, init="identity") for _ in range(num_layers)]
+    _checks.non_negative_float(std, "std")
     model = ElmanRNN(
-        input_size, hidden_size, output_size, recurrence=recurrences, nonlinearity="relu", num_layers=num_layers, readout=readout
+        input_size,
+        hidden_size,
+        output_size,
+        nonlinearity="relu",
+        num_layers=num_layers,
+        recurrent_init="identity",
+        generator=generator,
+        dtype=dtype,
     )
-    _small_inputs_zero_biases(model, input_std, generator)
+    with torch.no_grad():
+        for layer in range(num_layers):
+            V = getattr(model.rnn, f"weight_ih_l{layer}")
+            V.copy_(std * torch.randn(V.shape, generator=generator, dtype=V.dtype))
+            getattr(model.rnn, f"bias_ih_l{layer}").zero_()
+            getattr(model.rnn, f"bias_hh_l{layer}").zero_()
     return model
 
 
-@torch.no_grad()
-def _small_inputs_zero_biases(model: ElmanRNN, std: float, generator: torch.Generator | None) -> None:
-    for layer in range(model.num_layers):
-        V = getattr(model.rnn, f"weight_ih_l{layer}")
-        V.copy_(std * torch.randn(V.shape, generator=generator))
-        getattr(model.rnn, f"bias_ih_l{layer}").zero_()
-        getattr(model.rnn, f"bias_hh_l{layer}").zero_()
+def _uninitialised(module_cls: type[nn.Module], *args: object, **kwargs: object) -> nn.Module:
+    """``module_cls(*args, **kwargs)`` with uninitialised CPU parameters.
+
+    Built on the meta device, so PyTorch's own initial draw does not consume torch's global
+    generator: every value is then drawn from the caller's ``generator``.
+    """
+    return module_cls(*args, **kwargs, device="meta").to_empty(device="cpu")
 
 
-def _recurrences(
-    recurrence: Recurrence | Sequence[Recurrence] | None, hidden_size: int, num_layers: int
-) -> list[Recurrence]:
-    if recurrence is None:
-        return [Plain(hidden_size) for _ in range(num_layers)]
-    layers = [recurrence] if isinstance(recurrence, nn.Module) else list(recurrence)
-    if len(layers) != num_layers:
-        raise ValueError(f"recurrence must give one module per layer: got {len(layers)} for num_layers={num_layers}")
-    for layer, module in enumerate(layers):
-        if not isinstance(module, Recurrence):
-            raise TypeError(f"recurrence[{layer}] must be an orthobook.recurrent.Recurrence, got {type(module).__name__}")
-        if module.hidden_size != hidden_size:
-            raise ValueError(f"recurrence[{layer}] has hidden_size={module.hidden_size}, the model has {hidden_size}")
-    return layers
+def _uniform_(param: torch.Tensor, hidden_size: int, generator: torch.Generator | None) -> None:
+    """PyTorch's own draw for RNN, LSTM and readout weights: ``U(−1/√n, 1/√n)``."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    param.uniform_(-bound, bound, generator=generator)
+
+
+def _recurrent_matrix(
+    init: str | torch.Tensor, n: int, generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """The initial ``W`` (``None`` for Glorot, drawn per layer)."""
+    if isinstance(init, torch.Tensor):
+        W = _checks.square(init, "recurrent_init")
+        if W.shape[0] != n:
+            raise ValueError(f"recurrent_init must have shape ({n}, {n}), got {tuple(W.shape)}")
+        return W.detach().to(dtype)
+    _checks.one_of(init, "recurrent_init", _RECURRENT_INITS)
+    if init == "orthogonal":
+        return _init.orthogonal(n, generator=generator, dtype=dtype)
+    if init == "identity":
+        return _init.identity(n, dtype=dtype)
+    return None
+
+
+def _input_matrix(
+    init: float | torch.Tensor, n: int, input_size: int, generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor:
+    if isinstance(init, torch.Tensor):
+        V = _checks.floating(init, "input_init")
+        if V.shape != (n, input_size):
+            raise ValueError(f"input_init must have shape ({n}, {input_size}), got {tuple(V.shape)}")
+        return V.detach().to(dtype)
+    std = _checks.non_negative_float(init, "input_init")
+    return std * torch.randn(n, input_size, generator=generator, dtype=dtype)
+
+
+def _floating_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.get_default_dtype()
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    return dtype
 
 
 def _check_sizes(input_size: int, hidden_size: int, output_size: int, num_layers: int) -> None:

@@ -16,7 +16,7 @@ from orthobook.gradients import (
     linear_gradient_norms,
 )
 from orthobook.models import LSTM, NONLINEARITIES, ElmanRNN, derivative
-from orthobook.recurrent import Plain
+from orthobook.init import orthogonal
 
 DTYPE = torch.float64
 EPS = torch.finfo(DTYPE).eps
@@ -91,14 +91,13 @@ def test_jacobian_singular_values_are_svdvals():
 def test_hidden_gradient_norms_follow_bptt(nonlinearity, num_layers):
     """Book: Eq. (gp-bptt): ∂L/∂h_t = ∂ℓ_t/∂h_t + (D_{t+1} W)ᵀ ∂L/∂h_{t+1}, with D_{t+1} W from
     jacobian_product, for a loss L = Σ_t ⟨C_t, R h_t + c⟩ read at every step (so ∂ℓ_t/∂h_t = Rᵀ C_t)."""
-    torch.manual_seed(0)
     batch, T, n = 3, 8, 5
-    model = ElmanRNN(2, n, 2, nonlinearity=nonlinearity, num_layers=num_layers, readout="all").to(DTYPE)
+    model = ElmanRNN(2, n, 2, nonlinearity=nonlinearity, num_layers=num_layers, generator=_gen(0), dtype=DTYPE)
     x = torch.randn(batch, T, 2, dtype=DTYPE, generator=_gen(1))
     C = torch.randn(batch, T, 2, dtype=DTYPE, generator=_gen(2))
     norms = hidden_gradient_norms(model, x, lambda output: (output * C).sum())
 
-    W = model.recurrences[-1]().detach()
+    W = model.recurrent_matrices()[-1].detach()
     R = model.readout.weight.detach()
     a = torch.stack(model.unrolled(x).preactivations, 1).detach()  # (batch, T, n), top layer
     expected = torch.zeros(T, dtype=DTYPE)
@@ -114,12 +113,11 @@ def test_hidden_gradient_norms_follow_bptt(nonlinearity, num_layers):
 
 def test_hidden_gradient_norms_last_step_loss_uses_product():
     """Book: Eq. (gp-product) with a loss at T only: ∂L/∂h_t = (∂h_T/∂h_t)ᵀ ∂L/∂h_T."""
-    torch.manual_seed(1)
     T, n = 10, 4
-    model = ElmanRNN(3, n, 1, nonlinearity="tanh").to(DTYPE)
+    model = ElmanRNN(3, n, 1, nonlinearity="tanh", generator=_gen(1), dtype=DTYPE)
     x = torch.randn(1, T, 3, dtype=DTYPE, generator=_gen(3))
-    norms = hidden_gradient_norms(model, x, lambda output: output.sum())
-    W = model.recurrences[0]().detach()
+    norms = hidden_gradient_norms(model, x, lambda output: output[:, -1].sum())
+    W = model.recurrent_matrices()[0].detach()
     a = torch.stack(model.unrolled(x).preactivations)[:, 0].detach()
     g_T = model.readout.weight.detach()[0]
     expected = torch.stack([(jacobian_product(W, a[t + 1 :], "tanh").T @ g_T).norm() for t in range(T)])
@@ -191,12 +189,12 @@ def test_linear_gradient_norms_matrix_power_oracle():
 
 def test_linear_gradient_norms_equal_identity_rnn_autograd():
     """The linear network's backward pass (ElmanRNN with f = identity) gives the same norms."""
-    torch.manual_seed(4)
     T, n = 12, 4
-    model = ElmanRNN(2, n, 1, nonlinearity="identity", recurrence=Plain(n, "orthogonal", 1.05)).to(DTYPE)
+    W0 = 1.05 * orthogonal(n, generator=_gen(4), dtype=DTYPE)
+    model = ElmanRNN(2, n, 1, nonlinearity="identity", recurrent_init=W0, generator=_gen(4), dtype=DTYPE)
     x = torch.randn(1, T, 2, dtype=DTYPE, generator=_gen(5))
-    norms = hidden_gradient_norms(model, x, lambda output: output.sum())
-    W = model.recurrences[0]().detach()
+    norms = hidden_gradient_norms(model, x, lambda output: output[:, -1].sum())
+    W = model.recurrent_matrices()[0].detach()
     g_T = model.readout.weight.detach()[0]
     expected = linear_gradient_norms(W, g_T, T).flip(0)
     torch.testing.assert_close(norms, expected, rtol=10 * n * T * EPS, atol=0)
