@@ -31,8 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -76,7 +74,7 @@ def margin_singular_values(p: torch.Tensor, margin: float) -> torch.Tensor:
         tensor([0.9000, 1.0000, 1.1000])
     """
     _checks.floating(p, "p")
-    return _margin_map(p, _margin(margin))
+    return _margin_map(p, _checks.non_negative_float(margin, "margin"))
 
 
 def _margin_map(p: torch.Tensor, margin: float) -> torch.Tensor:
@@ -224,7 +222,7 @@ def spectral_margin(
         True
     """
     weight = _target(module, name)
-    m = None if margin is None else _margin(margin)
+    m = None if margin is None else _checks.non_negative_float(margin, "margin")
     _generator(generator)
     n_out, n_in = weight.shape
     r = min(n_out, n_in)
@@ -378,7 +376,7 @@ def householder_svd(
         True
     """
     weight = _target(module, name)
-    m = _margin(margin)
+    m = _checks.non_negative_float(margin, "margin")
     _generator(generator)
     n_out, n_in = weight.shape
     r = min(n_out, n_in)
@@ -399,7 +397,8 @@ class _ResidualIdentity(_Parametrization):
         super().__init__((start,))
         # Not in the state dict: I is a constant, moved and cast with the module.
         n = start.shape[0]
-        self.register_buffer("identity", torch.eye(n, dtype=start.dtype, device=start.device), persistent=False)
+        eye = torch.eye(n, dtype=start.dtype, device=start.device)
+        self.register_buffer("identity", eye, persistent=False)
 
     def forward(self, U: torch.Tensor) -> torch.Tensor:
         return U + self.identity
@@ -452,7 +451,7 @@ def residual_identity(
     weight = _target(module, name)
     if weight.shape[0] != weight.shape[1]:
         raise ValueError(f"{name} must be a square matrix for W = U + I, got shape {tuple(weight.shape)}")
-    sigma = _finite(std, "std")
+    sigma = _checks.non_negative_float(std, "std")
     _generator(generator)
     n = weight.shape[0]
     (U,) = _like(weight, sigma * torch.randn(n, n, generator=generator, dtype=torch.float64))
@@ -620,17 +619,6 @@ def _target(module: object, name: object) -> torch.Tensor:
     if weight.dim() != 2:
         raise ValueError(f"{name} must be a matrix of shape (out, in), got shape {tuple(weight.shape)}")
     return weight
-
-
-def _margin(margin: object) -> float:
-    return _finite(margin, "margin")
-
-
-def _finite(value: object, name: str) -> float:
-    x = _checks.non_negative_float(value, name)
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return x
 
 
 def _generator(generator: object) -> None:
