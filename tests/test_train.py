@@ -453,10 +453,12 @@ def test_infinite_penalty_names_the_penalty():
         weight = math.inf if len(calls) > 3 else 1e-3
         return weight * m.rnn.weight_hh_l0.square().sum()
 
+    optimizer = _adam(model)
     with pytest.raises(TrainingDiverged, match="penalty became inf at step 3") as info:
-        train(model, AddingTask(4), _adam(model), 10, _config(batch_size=4, penalty=penalty))
+        train(model, AddingTask(4), optimizer, 10, _config(batch_size=4, penalty=penalty))
     assert info.value.quantity == "penalty" and "weight" in str(info.value)
     assert info.value.last_finite["step"] == 2 and info.value.last_finite["penalty"] > 0
+    assert _all_finite(optimizer.state_dict()) and _all_finite(model.state_dict())
 
 
 def test_nonfinite_loss_raises_with_step_and_last_record():
@@ -525,6 +527,25 @@ def test_nonfinite_state_never_reaches_a_checkpoint(tmp_path, where, checkpointe
     assert (info.value.step, info.value.quantity) == (0, where)
     assert "readout.bias" in str(info.value) if where == "parameters" else "momentum_buffer" in str(info.value)
     assert not checkpointed or not checkpoint.exists()
+
+
+def test_one_host_read_per_step(monkeypatch):
+    """Note [NaN guard]: loss, penalty, accuracy and gradient norm come back in one transfer."""
+    model = _net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)  # torch's Adam reads its step count on the CPU
+    config = _config(batch_size=4, penalty=lambda m: m.rnn.weight_hh_l0.square().sum())
+    reads = []
+    for method in ("item", "tolist", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, _method=method):
+            reads.append(_method)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    train(model, AddingTask(4), optimizer, 6, config)
+    # The denormal mode in force before the run, one read per step, the state check at the end.
+    assert reads == ["item"] + ["tolist"] * 6 + ["tolist"]
 
 
 # Probes -------------------------------------------------------------------------------------------
@@ -682,12 +703,14 @@ def test_chunked_evaluation_equals_one_batch(task, chunk_size):
     model = _copy_net(task) if isinstance(task, CopyTask) else _net()
     whole = evaluate(model, task, batch_size=100, seed=1)
     chunked = evaluate(model, task, batch_size=100, seed=1, chunk_size=chunk_size)
-    # float32 means of up to 100 × T terms, summed in a different order.
-    assert chunked["loss"] == pytest.approx(whole["loss"], rel=100 * 30 * EPS32)
+    # float32 means of up to m = 100 × T terms, summed pairwise by torch (rounding error of
+    # order log2(m) · eps each) and in a different grouping; the chunks are combined in float64.
+    tolerance = 10 * math.log2(100 * task.seq_len) * EPS32
+    assert chunked["loss"] == pytest.approx(whole["loss"], rel=tolerance)
     if whole["accuracy"] is None:
         assert chunked["accuracy"] is None
     else:
-        assert chunked["accuracy"] == pytest.approx(whole["accuracy"], rel=100 * EPS32)
+        assert chunked["accuracy"] == pytest.approx(whole["accuracy"], rel=tolerance)
 
 
 def test_evaluate_adding_task_has_no_accuracy():
