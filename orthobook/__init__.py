@@ -3,45 +3,53 @@ and non-normal recurrent networks.
 
 The modules hold one concept each; the names most chapters use are re-exported here::
 
-    from orthobook import ElmanRNN, Plain, CopyTask, train
+    from orthobook import CayleyAdam, CopyTask, ElmanRNN, spectral_margin, train
+
+    model = ElmanRNN(1, 64, 9, nonlinearity="identity")
+    spectral_margin(model.rnn, "weight_hh_l0", margin=0.1)
+    history = train(model, CopyTask(20), CayleyAdam(model.parameters(), lr=1e-3), 1000)
 """
 
 from orthobook.device import pick_device, run_mode, seed_everything
 from orthobook.householder import householder_product
 from orthobook.memory import fisher_memory_curve, total_memory
-from orthobook.models import LSTM, ElmanRNN
+from orthobook.models import LSTM, ElmanRNN, irnn, rin
 from orthobook.normality import henrici
-from orthobook.optim import GeodesicOptimizer
-from orthobook.recurrent import HouseholderSVD, Plain, Recurrence, SpectralMarginSVD, margin_singular_values
+from orthobook.optim import CayleyAdam, CayleySGD
+from orthobook.parametrizations import householder_svd, residual_identity, spectral_margin
 from orthobook.stiefel import StiefelParameter, cayley_step, orthogonality_error
-from orthobook.tasks import AddingTask, CopyTask
-from orthobook.train import History, TrainingDiverged, evaluate, train
+from orthobook.tasks import AddingTask, ClassificationTask, CopyTask, Task
+from orthobook.train import History, TrainConfig, TrainingDiverged, evaluate, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AddingTask",
+    "CayleyAdam",
+    "CayleySGD",
+    "ClassificationTask",
     "CopyTask",
     "ElmanRNN",
-    "GeodesicOptimizer",
     "History",
-    "HouseholderSVD",
     "LSTM",
-    "Plain",
-    "Recurrence",
-    "SpectralMarginSVD",
     "StiefelParameter",
+    "Task",
+    "TrainConfig",
     "TrainingDiverged",
     "cayley_step",
     "evaluate",
     "fisher_memory_curve",
     "henrici",
     "householder_product",
-    "margin_singular_values",
+    "householder_svd",
+    "irnn",
     "orthogonality_error",
     "pick_device",
+    "residual_identity",
+    "rin",
     "run_mode",
     "seed_everything",
+    "spectral_margin",
     "total_memory",
     "train",
 ]

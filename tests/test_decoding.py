@@ -13,7 +13,6 @@ from orthobook.decoding import decoding_r2, noisy_states, ridge_readout
 from orthobook.init import chain, orthogonal
 from orthobook.memory import noise_covariance, snr
 from orthobook.models import ElmanRNN
-from orthobook.recurrent import Plain
 
 F64 = torch.float64
 
@@ -50,10 +49,8 @@ def test_noiseless_linear_states_are_the_unrolled_sum() -> None:
 def test_noiseless_states_match_the_elman_rnn(nonlinearity: str) -> None:
     n, T = 6, 9
     W, v, s = 0.9 * orthogonal(n, dtype=F64, generator=torch.Generator().manual_seed(0)), gaussian(n, seed=1), gaussian(T, seed=2)
-    model = ElmanRNN(1, n, 1, recurrence=Plain(n, init=W), nonlinearity=nonlinearity).double()
+    model = ElmanRNN(1, n, 1, nonlinearity=nonlinearity, recurrent_init=W, input_init=v.unsqueeze(1), dtype=F64)
     with torch.no_grad():
-        model.recurrences[0].weight.copy_(W)
-        model.rnn.weight_ih_l0.copy_(v.unsqueeze(1))
         model.rnn.bias_ih_l0.zero_()
         model.rnn.bias_hh_l0.zero_()
     states = torch.cat(model.unrolled(s.view(1, T, 1)).states).detach()

@@ -8,6 +8,7 @@ two steps: what is checked is that the code runs and prints its table, not its a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -16,23 +17,21 @@ import matplotlib
 import pytest
 import torch
 
-import orthobook.data
-from conftest import ROOT, chapter_sources
-from orthobook.train import train
+import orthobook.mnist
+from conftest import chapter_sources
+from orthobook.train import TrainConfig, train
 
-SLICE = ROOT / "tests" / "data" / "mnist_slice"
 FULL_ONLY = 'if mode == "full":'
 CHAPTERS = [path for path in chapter_sources() if FULL_ONLY in path.read_text()]
 
 
-def _slice_as_mnist(*args: object, **kwargs: object) -> orthobook.data.MNISTArrays:
-    images = orthobook.data.read_idx(SLICE / "t10k-images-idx3-ubyte.gz")[:64]
-    labels = orthobook.data.read_idx(SLICE / "t10k-labels-idx1-ubyte.gz")[:64].long()
-    return orthobook.data.MNISTArrays(images, labels, images[:32], labels[:32])
+def _slice_as_mnist(*args: object, **kwargs: object) -> orthobook.mnist.MNISTArrays:
+    images, labels = orthobook.mnist.load_mnist_slice()
+    return orthobook.mnist.MNISTArrays(images[:64], labels[:64], images[:32], labels[:32])
 
 
-def _two_steps(model, task, optimizer, steps, **kwargs):
-    return train(model, task, optimizer, 2, **{**kwargs, "batch_size": 8})
+def _two_steps(model, task, optimizer, steps, config=None):
+    return train(model, task, optimizer, 2, dataclasses.replace(config or TrainConfig(), batch_size=8))
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def chapter_process(monkeypatch: pytest.MonkeyPatch):
     """Agg figures, the slice for MNIST, and torch's global state restored afterwards."""
     matplotlib.use("Agg")
     monkeypatch.setattr("matplotlib.pyplot.show", lambda *args, **kwargs: None)
-    monkeypatch.setattr(orthobook.data, "load_mnist", _slice_as_mnist)
+    monkeypatch.setattr(orthobook.mnist, "load_mnist", _slice_as_mnist)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from orthobook.data import mnist_permutation
+from orthobook.mnist import mnist_permutation
 from orthobook.plotting import figure, plot_digit, plot_pixel_sequence, plot_sequence_heatmap
 from orthobook.tasks import CopyTask
 
