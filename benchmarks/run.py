@@ -21,9 +21,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from orthobook.models import ElmanRNN, rin
 from orthobook.optim import CayleyAdam
 from orthobook.parametrizations import householder_svd, spectral_margin
 from orthobook.stiefel import cayley_retraction_full, cayley_retraction_lowrank
+from orthobook.timing import interleaved_seconds
 
 Step = Callable[[], None]
 RECORD_KEYS = ("case", "n", "T", "batch", "seconds", "baseline", "baseline_seconds", "ratio")
@@ -291,34 +290,11 @@ def cayley_cases(settings: Settings) -> Iterator[Comparison]:
 # ---------------------------------------------------------------------------------------------
 # Timing and reporting
 
-def synchronizer(device: torch.device) -> Step:
-    """What waits for the device's queued work (a no-op on the CPU)."""
-    if device.type == "cuda":
-        return torch.cuda.synchronize
-    if device.type == "mps":
-        return torch.mps.synchronize
-    return lambda: None
-
-
-def interleaved_medians(steps: Sequence[Step], repeats: int, warmup: int, synchronize: Step) -> list[float]:
-    """Median seconds of each step over ``repeats`` rounds, the steps alternating in each round."""
-    times: list[list[float]] = [[] for _ in steps]
-    for round_ in range(warmup + repeats):
-        for step, samples in zip(steps, times):
-            synchronize()
-            start = time.perf_counter()
-            step()
-            synchronize()
-            if round_ >= warmup:
-                samples.append(time.perf_counter() - start)
-    return [statistics.median(samples) for samples in times]
-
-
-def measure(comparison: Comparison, repeats: int, warmup: int, synchronize: Step) -> list[dict]:
-    """One record (keys ``RECORD_KEYS``) per baseline of ``comparison``."""
+def measure(comparison: Comparison, repeats: int, warmup: int, device: torch.device) -> list[dict]:
+    """One record (keys ``RECORD_KEYS``) per baseline of ``comparison``, all timed interleaved."""
     names = list(comparison.baselines)
-    steps = [comparison.ours, *comparison.baselines.values()]
-    ours, *theirs = interleaved_medians(steps, repeats, warmup, synchronize)
+    steps = {"ours": comparison.ours, **{f"baseline {name}": step for name, step in comparison.baselines.items()}}
+    ours, *theirs = interleaved_seconds(steps, repeats=repeats, warmup=warmup, device=device).values()
     return [
         {
             "case": comparison.case,
@@ -350,7 +326,7 @@ def git_commit() -> str:
 def header(device: torch.device, threads: int) -> str:
     return (
         f"# orthobook benchmarks | device {device} | threads {threads} | torch {torch.__version__} "
-        f"| python {platform.python_version()} | commit {git_commit()}"
+        f"| python {platform.python_version()} | commit {git_commit()} | denormals flushed on the CPU"
     )
 
 
@@ -447,7 +423,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     chosen = {key: defaults[key] if getattr(args, key) is None else getattr(args, key) for key in defaults}
     torch.set_num_threads(args.threads)
     settings = Settings(pick_device(args.device), chosen["sizes"], chosen["seq_lens"], chosen["batch"], args.quick)
-    synchronize = synchronizer(settings.device)
 
     print(header(settings.device, torch.get_num_threads()), flush=True)
     print(_COLUMNS, flush=True)
@@ -455,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for name in args.only or tuple(GROUPS):
         build, _ = GROUPS[name]
         for comparison in build(settings):
-            for record in measure(comparison, chosen["repeats"], chosen["warmup"], synchronize):
+            for record in measure(comparison, chosen["repeats"], chosen["warmup"], settings.device):
                 records.append(record)
                 print(row(record), flush=True)
     if args.json is not None:
