@@ -28,9 +28,10 @@ $(STAMP): pyproject.toml
 ## every test: package, chapters in quick mode (papermill), stored outputs (nbval), book build
 test: test-package test-chapters test-stored book
 
+## the package's tests and every docstring example (doctests)
 test-package: $(STAMP)
 	$(PY) tests/fetch_real_data.py
-	$(RUN_ENV) $(PY) -m pytest tests -m "not notebooks"
+	$(RUN_ENV) $(PY) -m pytest tests orthobook --doctest-modules -m "not notebooks"
 
 test-chapters: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest tests -m notebooks --durations=0 --durations-min=1

@@ -80,7 +80,7 @@ class RecurrentL2:
 
     Example:
         >>> from orthobook.models import rin
-        >>> round(float(RecurrentL2(0.1, "zero")(rin(1, 4, 1, std=0.0))), 6)
+        >>> round(RecurrentL2(0.1, "zero")(rin(1, 4, 1, std=0.0)).item(), 6)
         0.2
     """
 
