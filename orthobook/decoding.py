@@ -75,11 +75,14 @@ def noisy_states(
     eps = _checks.non_negative_float(noise, "noise")
     f = NONLINEARITIES[_checks.one_of(nonlinearity, "nonlinearity", tuple(NONLINEARITIES))]
     T = s.shape[0]
-    drive = torch.outer(s.detach().to(torch.float64), v.detach().to(torch.float64))
+    device = W.device
+    drive = torch.outer(s.detach().to(device, torch.float64), v.detach().to(device, torch.float64))
     if eps > 0:
-        drive = drive + eps**0.5 * torch.randn(T, n, generator=generator, dtype=torch.float64)
-    H = torch.empty(T, n, dtype=torch.float64)
-    h = torch.zeros(n, dtype=torch.float64)
+        # Drawn by the (CPU) generator, then moved: the same noise on every device.
+        noise_draw = torch.randn(T, n, generator=generator, dtype=torch.float64)
+        drive = drive + eps**0.5 * noise_draw.to(device)
+    H = torch.empty(T, n, dtype=torch.float64, device=device)
+    h = torch.zeros(n, dtype=torch.float64, device=device)
     Wt = W.T.contiguous()
     for t in range(T):
         h = f(drive[t] + h @ Wt)
@@ -123,8 +126,8 @@ def ridge_readout(X: torch.Tensor, Y: torch.Tensor, ridge: float) -> torch.Tenso
         raise ValueError(f"Y must have shape ({X.shape[0]},) or ({X.shape[0]}, p) to match X, got {tuple(Y.shape)}")
     lam = _checks.non_negative_float(ridge, "ridge")
     X = X.detach().to(torch.float64)
-    Y = Y.detach().to(torch.float64)
-    G = X.T @ X + lam * torch.eye(X.shape[1], dtype=torch.float64)
+    Y = Y.detach().to(X.device, torch.float64)
+    G = X.T @ X + lam * torch.eye(X.shape[1], dtype=torch.float64, device=X.device)
     return torch.linalg.solve(G, X.T @ Y)
 
 
@@ -188,7 +191,7 @@ def decoding_r2(
             f"too few rows to fit and score: {rows} after burn_in={burn_in} and k_max={k_max} of T={T}"
         )
     H = H.detach().to(torch.float64)
-    s = s.detach().to(torch.float64)
+    s = s.detach().to(H.device, torch.float64)
     X = H[start:]
     Y = torch.stack([s[start - k : T - k] for k in range(k_max)], dim=1)  # Y[:, k] = s_{t-k}
     X_mean, Y_mean = X[:m].mean(0), Y[:m].mean(0)

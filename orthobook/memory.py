@@ -84,7 +84,7 @@ def _lyapunov_series(W: torch.Tensor, Q: torch.Tensor, horizon: int | None) -> t
 def _truncated_series(W: torch.Tensor, Q: torch.Tensor, horizon: int) -> torch.Tensor:
     """``Σ_{k<horizon} W^k Q (W^k)ᵀ`` by doubling over the binary digits of ``horizon``."""
     X_block, A_block = Q, W  # the sum of 2^j terms and W^(2^j)
-    X, P = torch.zeros_like(Q), torch.eye(W.shape[0], dtype=W.dtype)  # the sum so far, W^r
+    X, P = torch.zeros_like(Q), torch.eye(W.shape[0], dtype=W.dtype, device=W.device)  # the sum so far, W^r
     T = horizon
     while True:
         if T & 1:
@@ -104,11 +104,13 @@ def _check_W(W: object) -> torch.Tensor:
     return _checks.square(W, "W").detach().to(torch.float64)
 
 
-def _check_v(v: object, n: int) -> torch.Tensor:
+def _check_v(v: object, W: torch.Tensor) -> torch.Tensor:
+    """``v`` as a float64 vector on ``W``'s device."""
     v = _checks.floating(v, "v")
+    n = W.shape[0]
     if v.shape != (n,):
         raise ValueError(f"v must be a vector of shape (n,) = ({n},) to match W, got shape {tuple(v.shape)}")
-    return v.detach().to(torch.float64)
+    return v.detach().to(W.device, torch.float64)
 
 
 def _check_noise(noise: object) -> float:
@@ -154,13 +156,13 @@ def noise_covariance(W: torch.Tensor, noise: float = 1.0, *, horizon: int | None
     W = _check_W(W)
     eps = _check_noise(noise)
     horizon = _check_horizon(horizon)
-    Q = eps * torch.eye(W.shape[0], dtype=torch.float64)
+    Q = eps * torch.eye(W.shape[0], dtype=torch.float64, device=W.device)
     return _lyapunov_series(W, Q, horizon)
 
 
 def _signal_directions(W: torch.Tensor, v: torch.Tensor, k_max: int) -> torch.Tensor:
     """The columns ``u_k = W^k v`` for ``k < k_max``: (n, k_max)."""
-    U = torch.empty(W.shape[0], k_max, dtype=torch.float64)
+    U = torch.empty(W.shape[0], k_max, dtype=torch.float64, device=W.device)
     u = v
     for k in range(k_max):
         U[:, k] = u
@@ -215,11 +217,11 @@ def fisher_memory_curve(
         [1.0, 0.5, 0.333333, 0.0]
     """
     W = _check_W(W)
-    v = _check_v(v, W.shape[0])
+    v = _check_v(v, W)
     _checks.positive_int(k_max, "k_max")
     C = noise_covariance(W, noise, horizon=horizon)
     k_in = k_max if horizon is None else min(k_max, horizon)
-    J = torch.zeros(k_max, dtype=torch.float64)
+    J = torch.zeros(k_max, dtype=torch.float64, device=W.device)
     J[:k_in] = _whitened_energy(C, _signal_directions(W, v, k_in))
     return J
 
@@ -269,11 +271,11 @@ def total_memory(
     # C_v ⪯ (‖v‖² / ε) C, hence J_tot = tr(C⁻¹ C_v) ≤ n ‖v‖² / ε (Ganguli et al. 2008 state
     # both with ‖v‖ = ε = 1: J_tot = 1 for normal networks, ≤ n for all).
     W = _check_W(W)
-    v = _check_v(v, W.shape[0])
+    v = _check_v(v, W)
     eps = _check_noise(noise)
     horizon = _check_horizon(horizon)
     n = W.shape[0]
-    C = _lyapunov_series(W, eps * torch.eye(n, dtype=torch.float64), horizon)
+    C = _lyapunov_series(W, eps * torch.eye(n, dtype=torch.float64, device=W.device), horizon)
     C_v = _lyapunov_series(W, torch.outer(v, v), horizon)
     L = torch.linalg.cholesky(C)
     Y = torch.linalg.solve_triangular(L, C_v, upper=False)
@@ -331,16 +333,16 @@ def snr(
         [0.6, 0.103448]
     """
     W = _check_W(W)
-    v = _check_v(v, W.shape[0])
+    v = _check_v(v, W)
     _checks.positive_int(k_max, "k_max")
     eps = _check_noise(noise)
     sigma2 = _checks.non_negative_float(signal, "signal")
     horizon = _check_horizon(horizon)
     n = W.shape[0]
-    Q = eps * torch.eye(n, dtype=torch.float64) + sigma2 * torch.outer(v, v)
+    Q = eps * torch.eye(n, dtype=torch.float64, device=W.device) + sigma2 * torch.outer(v, v)
     Sigma = _lyapunov_series(W, Q, horizon)
     k_in = k_max if horizon is None else min(k_max, horizon)
     m = sigma2 * _whitened_energy(Sigma, _signal_directions(W, v, k_in))
-    out = torch.zeros(k_max, dtype=torch.float64)
+    out = torch.zeros(k_max, dtype=torch.float64, device=W.device)
     out[:k_in] = m / (1.0 - m)
     return out

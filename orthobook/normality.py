@@ -111,11 +111,11 @@ def _complex_schur(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(T, Z)`` with ``W = Z T Zᴴ``; see Note [Schur form by shifted QR]."""
     n = W.shape[0]
     T = W.to(torch.complex128).clone()
-    Z = torch.eye(n, dtype=torch.complex128)
+    Z = torch.eye(n, dtype=torch.complex128, device=W.device)
     finfo = torch.finfo(torch.float64)
     tol = finfo.eps * max(float(torch.linalg.matrix_norm(T)), finfo.tiny)
     negligible = tol * finfo.eps
-    strictly_lower = torch.ones(n, n, dtype=torch.bool).tril(-1)
+    strictly_lower = torch.ones(n, n, dtype=torch.bool, device=W.device).tril(-1)
     m = n
     stalled = 0
     while m > 1:
@@ -131,7 +131,7 @@ def _complex_schur(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu = _wilkinson_shift(A)
         if stalled % 10 == 0:
             mu = mu + 0.75 * A[m - 1, m - 2].abs() * (1 + 1j)
-        Q, _ = torch.linalg.qr(A - mu * torch.eye(m, dtype=torch.complex128))
+        Q, _ = torch.linalg.qr(A - mu * torch.eye(m, dtype=torch.complex128, device=W.device))
         T[:m, :] = Q.mH @ T[:m, :]
         T[:, :m] = T[:, :m] @ Q
         Z[:, :m] = Z[:, :m] @ Q
@@ -232,8 +232,8 @@ def transient_growth(W: torch.Tensor, k_max: int) -> torch.Tensor:
     """
     W = _square(W)
     _checks.positive_int(k_max, "k_max")
-    norms = torch.empty(k_max, dtype=torch.float64)
-    P = torch.eye(W.shape[0], dtype=W.dtype)
+    norms = torch.empty(k_max, dtype=torch.float64, device=W.device)
+    P = torch.eye(W.shape[0], dtype=W.dtype, device=W.device)
     for k in range(k_max):
         norms[k] = torch.linalg.matrix_norm(P, ord=2)
         P = W @ P

@@ -159,3 +159,12 @@ def test_decoding_r2_rejects_bad_arguments() -> None:
         decoding_r2(H, s, 49)
     with pytest.raises(TypeError, match="k_max"):
         decoding_r2(H, s, 2.5)
+
+
+def test_results_stay_on_the_device_of_their_inputs() -> None:
+    """Shape-only run on the meta device: nothing is created on the CPU beside a device W."""
+    W, v = 0.5 * torch.eye(4, device="meta"), torch.ones(4, device="meta")
+    H = noisy_states(W, v, torch.ones(50, device="meta"), 0.1, generator=torch.Generator().manual_seed(0))
+    assert H.device.type == "meta" and H.shape == (50, 4)
+    assert ridge_readout(torch.ones(6, 4, device="meta"), torch.ones(6, device="meta"), 0.1).device.type == "meta"
+    assert decoding_r2(H, torch.ones(50, device="meta"), 3).device.type == "meta"

@@ -301,3 +301,12 @@ def test_unstable_W_without_horizon_raises(scale):
 def test_overflowing_horizon_raises():
     with pytest.raises(ValueError, match="overflows float64"):
         noise_covariance(10.0 * torch.eye(2, dtype=F64), horizon=400)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the Lyapunov sums read values on the host)")
+def test_memory_on_cuda_matches_the_cpu() -> None:
+    W, v = 0.9 * chain(6), torch.ones(6) / 6**0.5
+    J = fisher_memory_curve(W.cuda(), v.cuda(), 8)
+    assert J.device.type == "cuda"
+    torch.testing.assert_close(J.cpu(), fisher_memory_curve(W, v, 8))
+    torch.testing.assert_close(snr(W.cuda(), v.cuda(), 4).cpu(), snr(W, v, 4))

@@ -200,3 +200,9 @@ def test_bad_input_raises_clear_errors():
         henrici(torch.eye(2), normalized=1)
     with pytest.raises(ValueError, match="k_max must be a positive int"):
         transient_growth(torch.eye(2), 0)
+
+
+def test_transient_growth_stays_on_the_device_of_W() -> None:
+    """Shape-only run on the meta device: nothing is created on the CPU beside a device W."""
+    norms = transient_growth(0.5 * torch.eye(4, device="meta"), 3)
+    assert norms.device.type == "meta" and norms.shape == (3,)
