@@ -29,6 +29,7 @@ __all__ = [
     "cayley_step",
     "cayley_retraction_full",
     "cayley_retraction_lowrank",
+    "cayley_retraction_square",
     "newton_schulz_step",
     "qr_retraction",
     "reorthonormalize",
@@ -224,14 +225,15 @@ def riemannian_gradient(Y: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 # (Y, G, τ) for any Y, on or off the manifold; the low-rank one is cheaper when 2p < n.
 
 # Note [Cayley in increment form]
-# Both forms compute Y(τ) as Y minus an increment, Y − τ (I + τ/2 A)⁻¹ A Y, rather than as
+# All forms compute Y(τ) as Y minus an increment, Y − τ (I + τ/2 A)⁻¹ A Y, rather than as
 # the solve (I + τ/2 A)⁻¹ (I − τ/2 A) Y: the rounding error of the computed increment is
 # then relative to the increment, not to Y. That needs small factors too: near a critical
 # point A = G Yᵀ − Y Gᵀ vanishes while G need not (G → Y S with S symmetric), and the
 # low-rank increment U (…)⁻¹ Vᵀ Y would be a cancelling product of large factors. A is
 # unchanged when G is replaced by G + Y S for any symmetric S (Y S Yᵀ − Y Sᵀ Yᵀ = 0), so
-# both forms first replace G by its tangent part P_Y(G) = G − Y sym(YᵀG), which tends to 0
-# at a critical point; the curve is exactly the same.
+# the full and low-rank forms first replace G by its tangent part P_Y(G) = G − Y sym(YᵀG),
+# which tends to 0 at a critical point; the curve is exactly the same. (The square form
+# needs no projection: its Ω = YᵀG − GᵀY is already blind to Y S and small there.)
 # What no form avoids is the rounding of the sum itself: storing Y − τ X rounds every entry
 # of Y to its precision, an error of up to half a unit in the last place whatever the size
 # of τ X (an entry is left exactly as it was only when its increment is below half a unit).
@@ -250,9 +252,9 @@ def cayley_step(Y: torch.Tensor, G: torch.Tensor, lr: float | torch.Tensor) -> t
     (Book: Eq. (stiefel-cayley); Wen & Yin 2013). ``A`` is skew, so ``Y(τ)ᵀY(τ) = YᵀY``: the
     step stays on the manifold. For small ``τ`` it decreases ``f`` at the rate
     ``½ ‖A‖²_F`` (Book: Eq. (stiefel-cayley-descent); see Note [Cayley descent direction]).
-    Computed by :func:`cayley_retraction_lowrank` when ``2p < n`` and by
-    :func:`cayley_retraction_full` otherwise, both as an increment of ``Y`` (Note [Cayley in
-    increment form]).
+    Computed by :func:`cayley_retraction_square` for square frames, by
+    :func:`cayley_retraction_lowrank` when ``2p < n`` and by :func:`cayley_retraction_full`
+    otherwise, all as an increment of ``Y`` (Note [Cayley in increment form]).
 
     Args:
         Y: (..., n, p) frame on the manifold, ``p ≤ n``.
@@ -277,8 +279,9 @@ def cayley_step(Y: torch.Tensor, G: torch.Tensor, lr: float | torch.Tensor) -> t
         True
     """
     n, p = _frame(Y, "Y").shape[-2:]
-    retraction = cayley_retraction_lowrank if 2 * p < n else cayley_retraction_full
-    return retraction(Y, G, lr)
+    if p == n:
+        return cayley_retraction_square(Y, G, lr)
+    return cayley_retraction_lowrank(Y, G, lr) if 2 * p < n else cayley_retraction_full(Y, G, lr)
 
 
 def _cayley_args(Y: object, G: object, lr: object) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor]:
@@ -352,6 +355,45 @@ def cayley_retraction_lowrank(Y: torch.Tensor, G: torch.Tensor, lr: float | torc
     eye = torch.eye(U.shape[-1], dtype=Y.dtype, device=Y.device)
     # I + τ/2 VᵀU is invertible with I + τ/2 A (equal determinants): no check, no host sync.
     return Y - lr * (U @ torch.linalg.solve_ex(eye + (0.5 * lr) * (V.mT @ U), V.mT @ Y).result)
+
+
+def cayley_retraction_square(Y: torch.Tensor, G: torch.Tensor, lr: float | torch.Tensor) -> torch.Tensor:
+    """The Cayley curve of :func:`cayley_step` for a square frame, in the frame's own basis.
+
+    For ``Y ∈ O(n)`` (``p = n``, ``Y Yᵀ = I``), ``A = G Yᵀ − Y Gᵀ = Y Ω Yᵀ`` with the skew
+    ``Ω = YᵀG − GᵀY``, so ``(I + τ/2 A)⁻¹ A Y = Y (I + τ/2 Ω)⁻¹ Ω`` and
+    ``Y(τ) = Y − τ Y (I + τ/2 Ω)⁻¹ Ω`` (Book: Eq. (stiefel-cayley)): two matrix products and
+    one n×n solve, where :func:`cayley_retraction_full` needs four products (and the tangent
+    projection) besides its solve. ``Ω`` is unchanged by ``G → G + Y S`` for symmetric ``S``
+    and tends to 0 at a critical point, so no projection is needed (Note [Cayley in increment
+    form]). It equals the full form on the manifold; off it, it is ``Y`` times the Cayley
+    transform of ``Ω``, which keeps ``YᵀY`` as the full form does.
+
+    Args:
+        Y: (..., n, n) frame on the manifold (an orthogonal matrix).
+        G: (..., n, n) Euclidean gradient.
+        lr: the step size τ, as for :func:`cayley_step`.
+
+    Returns:
+        ``Y(τ)``: (..., n, n).
+
+    Raises:
+        TypeError: as for :func:`cayley_step`.
+        ValueError: as for :func:`cayley_step`, or ``Y`` is not square.
+
+    Example:
+        >>> from orthobook.init import orthogonal
+        >>> Y, G = orthogonal(5, dtype=torch.float64), torch.ones(5, 5, dtype=torch.float64)
+        >>> bool(torch.allclose(cayley_retraction_square(Y, G, 0.3), cayley_retraction_full(Y, G, 0.3)))
+        True
+    """
+    Y, G, lr = _cayley_args(Y, G, lr)
+    if Y.shape[-1] != Y.shape[-2]:
+        raise ValueError(f"Y must be a square frame (..., n, n), got shape {tuple(Y.shape)}")
+    YtG = Y.mT @ G
+    Omega = YtG - YtG.mT  # exactly skew in floating point
+    eye = torch.eye(Y.shape[-1], dtype=Y.dtype, device=Y.device)
+    return Y - lr * (Y @ torch.linalg.solve_ex(eye + (0.5 * lr) * Omega, Omega).result)
 
 
 def newton_schulz_step(Y: torch.Tensor) -> torch.Tensor:
