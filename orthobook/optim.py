@@ -274,20 +274,17 @@ class _Cayley(RetractingOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        frames = [
-            (group, Y)
-            for group in self.param_groups
-            for Y in group["params"]
-            if isinstance(Y, StiefelParameter) and Y.grad is not None
-        ]
-        grads = [Y.grad for _, Y in frames]
-        for _, Y in frames:
-            Y.grad = None  # torch's step leaves parameters without a gradient alone
-        try:
-            _unhooked(self._torch_optimizer.step)(self)
-        finally:
-            for (_, Y), G in zip(frames, grads):
-                Y.grad = G
+        with_grad = [(group, p) for group in self.param_groups for p in group["params"] if p.grad is not None]
+        frames = [(group, Y) for group, Y in with_grad if isinstance(Y, StiefelParameter)]
+        if len(frames) < len(with_grad):  # torch's step has ordinary parameters to update
+            grads = [Y.grad for _, Y in frames]
+            for _, Y in frames:
+                Y.grad = None  # torch's step leaves parameters without a gradient alone
+            try:
+                _unhooked(self._torch_optimizer.step)(self)
+            finally:
+                for (_, Y), G in zip(frames, grads):
+                    Y.grad = G
         with torch.no_grad():
             for group, Y in frames:
                 state = self.state[Y]

@@ -366,8 +366,9 @@ def cayley_retraction_square(Y: torch.Tensor, G: torch.Tensor, lr: float | torch
     one n×n solve, where :func:`cayley_retraction_full` needs four products (and the tangent
     projection) besides its solve. ``Ω`` is unchanged by ``G → G + Y S`` for symmetric ``S``
     and tends to 0 at a critical point, so no projection is needed (Note [Cayley in increment
-    form]). It equals the full form on the manifold; off it, it is ``Y`` times the Cayley
-    transform of ``Ω``, which keeps ``YᵀY`` as the full form does.
+    form]). It equals the full form on the manifold; off it, it is ``Y`` times the
+    orthogonal Cayley transform of ``Ω``, which keeps ``Y Yᵀ`` and the singular values of
+    ``Y``, hence the error ``‖YᵀY − I‖_F``, as the full form does.
 
     Args:
         Y: (..., n, n) frame on the manifold (an orthogonal matrix).
@@ -402,7 +403,7 @@ def newton_schulz_step(Y: torch.Tensor) -> torch.Tensor:
     With ``Y = P Σ Qᵀ`` the step maps every singular value σ to ``σ (3 − σ²) / 2`` and keeps
     ``P`` and ``Q``: it is one step of the Newton–Schulz iteration for the polar factor
     ``P Qᵀ`` (Book: Eq. (stiefel-polar); Higham 2008, *Functions of Matrices*, ch. 8). Near the manifold it converges
-    quadratically, ``‖YᵀY − I‖ = δ`` becoming about ``¾ δ²``, so from the slow float32 drift
+    quadratically, ``‖YᵀY − I‖_F = δ`` becoming at most about ``¾ δ²``, so from the slow float32 drift
     of Cayley steps (Note [Cayley in increment form]) one step lands at rounding level. It
     costs two matrix products, O(n p²), with no SVD and no host synchronisation; it converges
     for singular values in ``(0, √3)``, so far from the manifold use :func:`reorthonormalize`.

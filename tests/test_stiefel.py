@@ -16,7 +16,9 @@ from orthobook.stiefel import (
     StiefelParameter,
     cayley_retraction_full,
     cayley_retraction_lowrank,
+    cayley_retraction_square,
     cayley_step,
+    newton_schulz_step,
     orthogonality_error,
     project_tangent,
     qr_retraction,
@@ -156,6 +158,48 @@ def test_long_cayley_steps_stay_on_the_manifold_in_float64(n, p):
         assert orthogonality_error(cayley_step(Y, randn(n, p, seed=seed), lr)) <= STEP_ORTH_TOL[F64]
 
 
+@pytest.mark.parametrize("n", [1, 4, 7])
+def test_square_cayley_is_the_full_solve_on_the_manifold(n):
+    """Y − τ Y (I + τ/2 Ω)⁻¹ Ω with Ω = YᵀG − GᵀY equals Book: Eq. (stiefel-cayley) for Y ∈ O(n)."""
+    Y, G = frame(n, n), randn(n, n, seed=1)
+    A = cayley_generator(Y, G)
+    eye = torch.eye(n, dtype=F64)
+    for lr in (1e-3, 0.3, 5.0):
+        square = cayley_retraction_square(Y, G, lr)
+        naive = torch.linalg.inv(eye + lr / 2 * A) @ (eye - lr / 2 * A) @ Y
+        assert torch.allclose(square, naive, atol=tol(F64, n) * (1 + lr))
+        assert torch.allclose(square, cayley_retraction_full(Y, G, lr), atol=tol(F64, n) * (1 + lr))
+
+
+def test_square_cayley_keeps_the_orthogonality_error_off_the_manifold():
+    """Off O(n) the square form is Y times an orthogonal Cayley factor: Y Yᵀ and ‖YᵀY − I‖_F are kept."""
+    Y, G = frame(6, 6) + 0.1 * randn(6, 6, seed=2), randn(6, 6, seed=3)
+    Y1 = cayley_retraction_square(Y, G, 0.7)
+    assert torch.allclose(Y1 @ Y1.mT, Y @ Y.mT, atol=tol(F64, 6))
+    assert torch.isclose(orthogonality_error(Y1), orthogonality_error(Y), atol=tol(F64, 6))
+
+
+def test_cayley_step_picks_the_form_by_shape():
+    for (n, p), form in {(6, 6): cayley_retraction_square, (9, 2): cayley_retraction_lowrank, (6, 4): cayley_retraction_full}.items():
+        Y, G = frame(n, p), randn(n, p, seed=1)
+        assert torch.equal(cayley_step(Y, G, 0.4), form(Y, G, 0.4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_square_cayley_is_batched(dtype):
+    Y = torch.stack([frame(5, 5, dtype, seed) for seed in range(3)])
+    G = randn(3, 5, 5, dtype=dtype, seed=1)
+    looped = torch.stack([cayley_retraction_square(y, g, 0.5) for y, g in zip(Y, G)])
+    assert torch.allclose(cayley_retraction_square(Y, G, 0.5), looped, atol=tol(dtype, 5))
+
+
+def test_a_tensor_step_size_is_its_value():
+    Y, G = frame(7, 3), randn(7, 3, seed=1)
+    for step in (cayley_step, cayley_retraction_full, cayley_retraction_lowrank):
+        assert torch.equal(step(Y, G, torch.tensor(0.3, dtype=F64)), step(Y, G, 0.3))
+        assert torch.equal(step(Y, G, torch.tensor([0.3], dtype=F64)), step(Y, G, 0.3))
+
+
 @pytest.mark.parametrize("n,p", [(5, 2), (3, 3), (4, 1)])
 def test_cayley_gradcheck(n, p):
     """gradcheck (float64) of both forms of Book: Eq. (stiefel-cayley) w.r.t. Y and G."""
@@ -163,6 +207,8 @@ def test_cayley_gradcheck(n, p):
     G = randn(n, p, seed=1).requires_grad_()
     assert torch.autograd.gradcheck(lambda Y, G: cayley_retraction_lowrank(Y, G, 0.4), (Y, G))
     assert torch.autograd.gradcheck(lambda Y, G: cayley_retraction_full(Y, G, 0.4), (Y, G))
+    if n == p:
+        assert torch.autograd.gradcheck(lambda Y, G: cayley_retraction_square(Y, G, 0.4), (Y, G))
 
 
 # --- descent -------------------------------------------------------------------------------
@@ -274,6 +320,36 @@ def test_reorthonormalize_repairs_float32_drift():
     assert orthogonality_error(reorthonormalize(Y)) <= tol(torch.float32, 12)
 
 
+@pytest.mark.parametrize("n,p", SHAPES)
+def test_newton_schulz_step_maps_singular_values(n, p):
+    """Book: Eq. (stiefel-polar): Y = P Σ Qᵀ becomes P diag(σ (3 − σ²)/2) Qᵀ, against the SVD."""
+    Y = randn(n, p, seed=1) / n**0.5 + frame(n, p)
+    P, sigma, Qt = torch.linalg.svd(Y, full_matrices=False)
+    expected = P @ torch.diag(sigma * (3 - sigma**2) / 2) @ Qt
+    assert torch.allclose(newton_schulz_step(Y), expected, atol=tol(F64, n) * (1 + sigma.max().item() ** 3))
+
+
+def near_frame(scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """A (12, 5) frame stretched by I + scale (E + Eᵀ): ‖YᵀY − I‖_F about 10 scale."""
+    E = randn(5, 5, dtype=dtype, seed=1)
+    return frame(12, 5, dtype) @ (torch.eye(5, dtype=dtype) + scale * (E + E.mT))
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e-5])
+def test_newton_schulz_step_converges_quadratically(scale):
+    """From ‖YᵀY − I‖_F = δ one step gives at most about ¾ δ² (float64)."""
+    Y = near_frame(scale, F64)
+    delta, after = orthogonality_error(Y).item(), orthogonality_error(newton_schulz_step(Y)).item()
+    assert 0.1 * delta**2 <= after <= 0.8 * delta**2
+    assert newton_schulz_step(Y.expand(2, 12, 5)).shape == (2, 12, 5)
+
+
+def test_newton_schulz_step_removes_float32_drift():
+    Y = near_frame(1e-6, torch.float32)
+    assert orthogonality_error(Y) > 1e-5
+    assert orthogonality_error(newton_schulz_step(Y)) <= tol(torch.float32, 12)
+
+
 def test_orthogonality_error_oracle():
     """Book: Eq. (stiefel-orth-error) against an explicit double sum."""
     Y = randn(3, 6, 4, seed=5)
@@ -301,7 +377,9 @@ def test_functions_run_on_every_device(device):
         cayley_step(Y, G, 0.2),
         qr_retraction(Y, project_tangent(Y, G)),
         reorthonormalize(Y),
+        newton_schulz_step(Y),
         riemannian_gradient(Y, G),
+        cayley_retraction_square(frame(4, 4).to(device), randn(4, 4).to(device), 0.2),
     ):
         assert out.device.type == device
     assert orthogonality_error(cayley_step(Y, G, 0.2)).item() <= 1e-12
@@ -360,6 +438,10 @@ def test_non_tall_frames_are_rejected():
         StiefelParameter(wide)
     with pytest.raises(ValueError, match=r"Y must have shape \(\.\.\., n, p\)"):
         reorthonormalize(randn(5))
+    with pytest.raises(ValueError, match=r"Y must have shape \(\.\.\., n, p\)"):
+        newton_schulz_step(randn(5))
+    with pytest.raises(ValueError, match=r"Y must be a square frame"):
+        cayley_retraction_square(frame(5, 2), randn(5, 2), 0.1)
 
 
 def test_wrong_dtypes_are_rejected():
@@ -395,6 +477,8 @@ def test_mismatched_shapes_and_devices_are_rejected():
         (float("inf"), ValueError, "lr must be finite"),
         ("0.1", TypeError, "lr must be a real number"),
         (True, TypeError, "lr must be a real number"),
+        (torch.ones(2, dtype=F64), ValueError, "lr must be a one-element floating tensor"),
+        (torch.tensor(1), ValueError, "lr must be a one-element floating tensor"),
     ],
 )
 def test_bad_step_sizes_are_rejected(lr, error, match):
