@@ -21,6 +21,7 @@ from orthobook import _checks
 
 __all__ = [
     "reflector",
+    "wy_matrix",
     "apply_reflectors",
     "householder_product",
     "recover_reflectors",
@@ -99,6 +100,36 @@ def reflector(u: torch.Tensor) -> torch.Tensor:
     return torch.eye(u.shape[0], dtype=u.dtype, device=u.device) - 2.0 * torch.outer(u, u)
 
 
+def wy_matrix(U: torch.Tensor) -> torch.Tensor:
+    """The triangular ``S = striu(UᵀU) + ½ diag(UᵀU)`` of the compact WY form.
+
+    ``H(u₁) H(u₂) … H(u_k) = I − U S⁻¹ Uᵀ`` (Book: Eq. (hh-wy); Note [compact WY]), where
+    ``striu`` keeps the strictly upper triangle. ``S`` is upper triangular with the diagonal
+    ``½‖u_i‖²``, so it is invertible when no column is zero, and ``S + Sᵀ = UᵀU``.
+    :func:`householder_product` and :func:`apply_reflectors` call it on unit columns, for
+    which ``S = striu(UᵀU) + ½ I``.
+
+    Args:
+        U: (..., n, k) floating-point tensor whose columns are the reflector vectors
+            ``u₁ … u_k``, of any scale; leading dimensions are a batch.
+
+    Returns:
+        ``S``: (..., k, k), upper triangular, same dtype and device as ``U``.
+
+    Raises:
+        TypeError: ``U`` is not a floating-point tensor.
+        ValueError: ``U`` has fewer than 2 dimensions or ``n = 0``.
+
+    Example:
+        >>> wy_matrix(torch.tensor([[1.0, 1.0], [0.0, 1.0]]))  # u₁ = e₁, u₂ = e₁ + e₂
+        tensor([[0.5000, 1.0000],
+                [0.0000, 1.0000]])
+    """
+    _check_vectors(U, "U")
+    G = U.mT @ U
+    return G.triu() - 0.5 * torch.diag_embed(torch.diagonal(G, dim1=-2, dim2=-1))
+
+
 def householder_product(
     V: torch.Tensor, *, columns: int | None = None, check: bool = True
 ) -> torch.Tensor:
@@ -144,7 +175,7 @@ def householder_product(
             raise ValueError(f"columns must satisfy 1 <= columns <= n = {n}, got {columns}")
     p = n if columns is None else columns
     U = _unit_columns(V, check)
-    X = torch.linalg.solve_triangular(_wy_matrix(U), U, upper=True, left=False)  # U S⁻¹
+    X = torch.linalg.solve_triangular(wy_matrix(U), U, upper=True, left=False)  # U S⁻¹
     eye = torch.eye(n, p, dtype=V.dtype, device=V.device)
     return eye - X @ U[..., :p, :].mT
 
@@ -189,7 +220,7 @@ def apply_reflectors(
     vector = X.dim() == 1
     Y = X.unsqueeze(-1) if vector else X
     U = _unit_columns(V, check)
-    S = _wy_matrix(U)
+    S = wy_matrix(U)
     C = torch.linalg.solve_triangular(S.mT if transpose else S, U.mT @ Y, upper=not transpose)
     Z = Y - U @ C
     return Z.squeeze(-1) if vector else Z
@@ -387,8 +418,3 @@ def _unit_columns(V: torch.Tensor, check: bool) -> torch.Tensor:
     U = V / scale
     return U / torch.linalg.vector_norm(U, dim=-2, keepdim=True)
 
-
-def _wy_matrix(U: torch.Tensor) -> torch.Tensor:
-    """``S = striu(UᵀU) + ½ diag(UᵀU)`` of Note [compact WY]."""
-    G = U.mT @ U
-    return G.triu() - 0.5 * torch.diag_embed(torch.diagonal(G, dim1=-2, dim2=-1))

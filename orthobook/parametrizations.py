@@ -43,6 +43,7 @@ from orthobook.stiefel import StiefelParameter, reorthonormalize
 __all__ = [
     "spectral_margin",
     "householder_svd",
+    "householder_svd_matrix",
     "residual_identity",
     "orthogonal",
     "margin_singular_values",
@@ -268,15 +269,7 @@ class _HouseholderSVD(_Parametrization):
         self.reflectors = reflectors
 
     def forward(self, U_vectors: torch.Tensor, V_vectors: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        U, V = self.factors(U_vectors, V_vectors, p.shape[0])
-        return (U * _margin_map(p, self.margin)) @ V.mT
-
-    def factors(
-        self, U_vectors: torch.Tensor, V_vectors: torch.Tensor, r: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        U = householder_product(U_vectors, columns=r, check=False)
-        V = householder_product(V_vectors, columns=r, check=False)
-        return U, V
+        return householder_svd_matrix(U_vectors, V_vectors, self.singular_values(p))
 
     def singular_values(self, p: torch.Tensor) -> torch.Tensor:
         return _margin_map(p, self.margin)
@@ -388,6 +381,65 @@ def householder_svd(
     p = torch.zeros(r, dtype=torch.float64)
     start = _like(weight, U_vectors, V_vectors, p)
     return _register(module, name, _HouseholderSVD(m, k, start))
+
+
+def householder_svd_matrix(
+    U_vectors: torch.Tensor, V_vectors: torch.Tensor, s: torch.Tensor
+) -> torch.Tensor:
+    """Spectral-RNN's ``W = U[:, :r] diag(s) V[:, :r]ᵀ`` from reflector vectors.
+
+    ``U = H(u₁) … H(u_k)`` and ``V = H(v₁) … H(v_j)`` are the products of the reflectors
+    whose vectors are the columns of ``U_vectors`` and ``V_vectors``; only their first
+    ``r = len(s)`` columns are built, in the compact WY form (Book: Eq. (hh-svd),
+    Eq. (hh-wy)). :func:`householder_svd` builds its tensor with it, ``s`` from the margin
+    map (Book: Eq. (hh-margin)). Zero vectors are not looked for (that would synchronise the
+    device at every forward pass): one makes ``W`` NaN.
+
+    Args:
+        U_vectors: (out, k) floating-point tensor, the non-zero vectors ``u₁ … u_k`` as
+            columns, of any scale.
+        V_vectors: (in, j) the vectors ``v₁ … v_j``, same dtype.
+        s: (r,) the singular values, same dtype, ``1 ≤ r ≤ min(out, in)``.
+
+    Returns:
+        ``W``: (out, in); its singular values are ``|s|`` to working precision.
+
+    Raises:
+        TypeError: an argument is not a floating-point tensor, or the dtypes differ.
+        ValueError: ``U_vectors`` or ``V_vectors`` is not a matrix, or ``s`` is not a vector
+            of length ``1 ≤ r ≤ min(out, in)``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> U_vectors = torch.randn(4, 4, generator=g, dtype=torch.float64)
+        >>> V_vectors = torch.randn(3, 3, generator=g, dtype=torch.float64)
+        >>> s = torch.tensor([1.1, 1.0, 0.9], dtype=torch.float64)
+        >>> W = householder_svd_matrix(U_vectors, V_vectors, s)
+        >>> W.shape, torch.allclose(torch.linalg.svdvals(W), s)
+        (torch.Size([4, 3]), True)
+    """
+    _check_householder_svd_arguments(U_vectors, V_vectors, s)
+    r = s.shape[0]
+    U = householder_product(U_vectors, columns=r, check=False)  # Eq. (hh-wy)
+    V = householder_product(V_vectors, columns=r, check=False)
+    return (U * s) @ V.mT
+
+
+def _check_householder_svd_arguments(U_vectors: object, V_vectors: object, s: object) -> None:
+    _checks.floating(U_vectors, "U_vectors")
+    _checks.floating(V_vectors, "V_vectors")
+    _checks.floating(s, "s")
+    for value, name in ((U_vectors, "U_vectors"), (V_vectors, "V_vectors")):
+        if value.dtype != s.dtype:
+            raise TypeError(f"{name} must have the dtype of s ({s.dtype}), got {value.dtype}")
+    for value, name, shape in ((U_vectors, "U_vectors", "(out, k)"), (V_vectors, "V_vectors", "(in, j)")):
+        if value.dim() != 2:
+            raise ValueError(f"{name} must be a matrix of shape {shape}, got shape {tuple(value.shape)}")
+    bound = min(U_vectors.shape[0], V_vectors.shape[0])
+    if s.dim() != 1 or not 1 <= s.shape[0] <= bound:
+        raise ValueError(
+            f"s must have shape (r,) with 1 <= r <= min(out, in) = {bound}, got shape {tuple(s.shape)}"
+        )
 
 
 class _ResidualIdentity(_Parametrization):
@@ -585,7 +637,9 @@ def factors(module: nn.Module, name: str = "weight") -> tuple[torch.Tensor, torc
     """
     parametrization, (A, B, p) = _margin_parametrization(module, name)
     if isinstance(parametrization, _HouseholderSVD):
-        A, B = parametrization.factors(A, B, p.shape[0])
+        r = p.shape[0]
+        A = householder_product(A, columns=r, check=False)
+        B = householder_product(B, columns=r, check=False)
     return A, parametrization.singular_values(p), B
 
 

@@ -18,6 +18,7 @@ from orthobook.householder import (
     recover_reflectors,
     reflector,
     reflector_distance_bound,
+    wy_matrix,
 )
 from orthobook.init import orthogonal
 
@@ -76,6 +77,33 @@ def test_reflector_is_scale_invariant() -> None:
 
 
 # Compact WY product: Book: Eq. (hh-wy)
+
+
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+def test_wy_matrix_is_the_triangle_of_the_gram_matrix_with_half_its_diagonal(n: int, k: int) -> None:
+    U = gaussian(n, k, seed=n + 2 * k)
+    expected = torch.zeros(k, k, dtype=F64)
+    for i in range(k):
+        expected[i, i] = 0.5 * (U[:, i] @ U[:, i])
+        for j in range(i + 1, k):
+            expected[i, j] = U[:, i] @ U[:, j]
+    S = wy_matrix(U)
+    assert torch.allclose(S, expected, rtol=0, atol=tol(n, F64))
+    assert torch.allclose(S + S.T, U.T @ U, rtol=0, atol=tol(n, F64))
+
+
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+def test_wy_form_of_unnormalised_vectors_is_the_product_of_reflectors(n: int, k: int) -> None:
+    # Eq. (hh-wy) holds for vectors of any scale, not only the unit ones the package passes.
+    U = gaussian(n, k, seed=n * k + 1) * torch.logspace(-2, 2, k, dtype=F64)
+    Q = torch.eye(n, dtype=F64) - U @ torch.linalg.solve(wy_matrix(U), U.T)
+    assert torch.allclose(Q, naive_product(U), rtol=0, atol=tol(n, F64))
+
+
+def test_wy_matrix_of_a_batch_is_each_items_matrix() -> None:
+    U = gaussian(3, 6, 4)
+    expected = torch.stack([wy_matrix(item) for item in U])
+    assert torch.allclose(wy_matrix(U), expected, rtol=0, atol=tol(6, F64))
 
 
 @pytest.mark.parametrize(("n", "k"), SHAPES)
@@ -333,6 +361,8 @@ BAD_INPUTS = [
     (lambda: reflector(torch.zeros(3)), ValueError, "u must be non-zero"),
     (lambda: reflector(torch.ones(2, 2)), ValueError, r"u must be a non-empty vector of shape \(n,\)"),
     (lambda: reflector(torch.ones(3, dtype=torch.int64)), TypeError, "u must be a floating-point tensor"),
+    (lambda: wy_matrix(gaussian(5)), ValueError, r"U must have shape \(\.\.\., n, k\)"),
+    (lambda: wy_matrix(torch.ones(3, 2, dtype=torch.int64)), TypeError, "U must be a floating-point tensor"),
     (lambda: householder_product(gaussian(5)), ValueError, r"V must have shape \(\.\.\., n, k\)"),
     (lambda: householder_product(torch.empty(0, 2)), ValueError, r"V must have shape \(\.\.\., n, k\) with n >= 1"),
     (lambda: householder_product(torch.ones(3, 2, dtype=torch.int64)), TypeError, "V must be a floating-point tensor"),

@@ -21,6 +21,7 @@ from orthobook.householder import reflector
 from orthobook.parametrizations import (
     factors,
     householder_svd,
+    householder_svd_matrix,
     margin_singular_values,
     orthogonal,
     residual_identity,
@@ -251,6 +252,58 @@ def test_householder_svd_equals_the_naive_reflector_product(n_out: int, n_in: in
     A, s_out, B = factors(layer)
     assert torch.allclose(A, U, rtol=0, atol=tol(n_out)) and torch.allclose(B, V, rtol=0, atol=tol(n_in))
     assert torch.allclose(s_out, s, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("n_out", "n_in", "k", "j", "r"),
+    [(1, 1, 1, 1, 1), (6, 6, 6, 6, 6), (6, 6, 2, 5, 6), (7, 3, 3, 2, 3), (3, 7, 4, 7, 2)],
+)
+def test_householder_svd_matrix_equals_the_naive_reflector_product(
+    n_out: int, n_in: int, k: int, j: int, r: int
+) -> None:
+    g = seeded(n_out + n_in)
+    U_vectors = torch.randn(n_out, k, generator=g, dtype=F64)
+    V_vectors = torch.randn(n_in, j, generator=g, dtype=F64)
+    s = 1 + 0.5 * torch.randn(r, generator=g, dtype=F64)
+    expected = naive_product(U_vectors)[:, :r] @ torch.diag(s) @ naive_product(V_vectors)[:, :r].T
+    W = householder_svd_matrix(U_vectors, V_vectors, s)
+    assert W.shape == (n_out, n_in)
+    assert torch.allclose(W, expected, rtol=0, atol=tol(max(n_out, n_in)))
+
+
+def test_householder_svd_builds_its_tensor_with_householder_svd_matrix() -> None:
+    layer = householder_svd(linear(5, 4), margin=0.3, generator=seeded(2))
+    originals = plist(layer)
+    with torch.no_grad():
+        originals.original2.copy_(torch.randn(4, generator=seeded(3), dtype=F64))
+    s = singular_values(layer)
+    W = householder_svd_matrix(originals.original0, originals.original1, s)
+    assert torch.equal(layer.weight, W)
+
+
+def test_householder_svd_matrix_gradcheck() -> None:
+    g = seeded(4)
+    shapes = ((4, 3), (3, 2), (3,))
+    args = tuple(torch.randn(*shape, generator=g, dtype=F64).requires_grad_() for shape in shapes)
+    assert torch.autograd.gradcheck(householder_svd_matrix, args)
+
+
+def test_householder_svd_matrix_rejects_bad_arguments() -> None:
+    U, V = torch.randn(4, 4, dtype=F64), torch.randn(3, 3, dtype=F64)
+    s = torch.ones(3, dtype=F64)
+    with pytest.raises(TypeError, match="U_vectors must be a floating-point tensor"):
+        householder_svd_matrix(U.long(), V, s)
+    with pytest.raises(TypeError, match="s must be a torch.Tensor"):
+        householder_svd_matrix(U, V, [1.0, 1.0, 1.0])
+    with pytest.raises(TypeError, match=r"V_vectors must have the dtype of s \(torch.float64\)"):
+        householder_svd_matrix(U, V.float(), s)
+    with pytest.raises(ValueError, match=r"U_vectors must be a matrix of shape \(out, k\)"):
+        householder_svd_matrix(U[0], V, s)
+    with pytest.raises(ValueError, match=r"V_vectors must be a matrix of shape \(in, j\)"):
+        householder_svd_matrix(U, V[None], s)
+    for bad in (torch.ones(4, dtype=F64), torch.ones(0, dtype=F64), torch.ones(3, 1, dtype=F64)):
+        with pytest.raises(ValueError, match=r"s must have shape \(r,\) with 1 <= r <= min\(out, in\) = 3"):
+            householder_svd_matrix(U, V, bad)
 
 
 def test_householder_svd_starts_orthogonal_with_positive_determinant() -> None:
