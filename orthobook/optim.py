@@ -205,8 +205,9 @@ def cayley_adam_step(
         v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
     bias_correction1 = 1 - beta1**t
     bias_correction2_sqrt = (1 - beta2**t) ** 0.5
-    D = (m / bias_correction1) / (v.sqrt() / bias_correction2_sqrt + eps)
-    Y_new = cayley_step(Y, D, lr)
+    denominator = v.sqrt().div_(bias_correction2_sqrt).add_(eps)
+    # The curve depends on τ D only: step τ / (1 − β₁ᵗ) along m / denominator, as torch does.
+    Y_new = cayley_step(Y, m / denominator, lr / bias_correction1)
     m.copy_(project_tangent(Y_new, m))
     return Y_new
 

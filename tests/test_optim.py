@@ -386,10 +386,12 @@ def test_lambda_lr_drives_the_frames_of_adam():
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / (k + 1))
     expected, state = U.detach().clone(), {}
     for k, G in enumerate(grads(5, 5, 4)):
+        lr = opt.param_groups[0]["lr"]
+        assert math.isclose(lr, 0.02 / (k + 1))
         U.grad = G.clone()
         opt.step()
         scheduler.step()
-        expected = cayley_adam_step(expected, G, state, lr=0.02 / (k + 1))
+        expected = cayley_adam_step(expected, G, state, lr=lr)
         assert torch.equal(U.detach(), expected)
 
 
