@@ -276,20 +276,29 @@ def test_ordinary_parameters_move_exactly_as_under_torch(ours, theirs, options):
     assert isinstance(opt_a, theirs) and isinstance(opt_a, RetractingOptimizer)
 
 
-@pytest.mark.parametrize("ours,theirs,options", PAIRS[:2] + PAIRS[6:10], ids=str)
+MIXED = [
+    (CayleySGD, torch.optim.SGD, {"momentum": 0.9, "weight_decay": 0.01}),
+    (CayleySGD, torch.optim.SGD, {"momentum": 0.9, "nesterov": True, "foreach": True}),
+    (CayleyAdam, torch.optim.Adam, {"weight_decay": 0.01}),
+    (CayleyAdam, torch.optim.Adam, {"amsgrad": True, "foreach": True}),
+    (CayleyAdam, torch.optim.Adam, {"fused": True}),
+]
+
+
+@pytest.mark.parametrize("ours,theirs,options", MIXED, ids=[f"{t.__name__}{o}" for _, t, o in MIXED])
 def test_ordinary_parameters_beside_frames_move_exactly_as_under_torch(ours, theirs, options):
+    """The frames in a group of their own (weight_decay=0 there), the model's parameters in another."""
     model_a, model_b = euclidean_model(), euclidean_model()
     U = frame(4, 4, F32)
-    options = {k: v for k, v in options.items() if k != "weight_decay"}
-    opt_a = ours([{"params": [U]}, {"params": list(model_a.parameters())}], lr=0.1, **options)
-    opt_b = theirs(model_b.parameters(), lr=0.1, **options)
+    groups = [{"params": [U], "weight_decay": 0.0}, {"params": list(model_a.parameters())}]
+    opt_a, opt_b = ours(groups, lr=0.1, **options), theirs(model_b.parameters(), lr=0.1, **options)
     for k in range(3):
         U.grad = torch.randn(4, 4, generator=gen(k))
         drive(model_a, opt_a, 1)
         drive(model_b, opt_b, 1)
     for a, b in zip(model_a.parameters(), model_b.parameters()):
         assert torch.equal(a, b)
-    assert orthogonality_error(U.detach()) <= tol(F32, 4)
+    assert orthogonality_error(U.detach()) <= tol(F32, 4) and opt_a.state[U]["step"] == 3
 
 
 def test_frames_without_gradient_are_left_alone_and_their_gradients_restored():
