@@ -11,27 +11,35 @@ NOTEBOOKS := $(CHAPTERS:.md=.ipynb)
 # (their timings would differ), two threads (the book's CPU run).
 RUN_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 PYDEVD_DISABLE_FILE_VALIDATION=1
 
-.PHONY: venv test test-package test-chapters test-stored book execute benchmark clean
+# torch is installed first, pinned, so that the package's open requirement `torch>=2.2` is
+# already satisfied when the package is installed. Which build that is depends on the index:
+# pip's configured index by default (PyPI: the CUDA build with its nvidia-* packages on Linux
+# x86-64, the CPU build on macOS and Windows); TORCH_INDEX_URL picks another, e.g.
+#   make venv TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu   (CPU only, about 200 MB)
+TORCH_VERSION := 2.13.0
+TORCH_INDEX_URL ?=
+TORCH_INSTALL := "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+
+.PHONY: venv test test-package test-chapters test-stored test-wheel book execute benchmark release clean
 
 venv: $(STAMP)
 
-# The local CPU wheel of torch is installed first so that the open requirement `torch>=2.2`
-# is already satisfied (an unpinned install would pull a multi-GB CUDA build).
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet $(TORCH_INSTALL)
 	$(PY) -m pip install --quiet -e ".[book,test]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-## every test: package, chapters in quick mode (papermill), stored outputs (nbval), book build
-test: test-package test-chapters test-stored book
+## every test: package, chapters in quick mode (papermill), stored outputs (nbval), the wheel
+## on its own, book build
+test: test-package test-chapters test-stored test-wheel book
 
 ## the package's tests and every docstring example (doctests)
 test-package: $(STAMP)
 	$(PY) tests/fetch_real_data.py
-	$(RUN_ENV) $(PY) -m pytest tests orthobook --doctest-modules -m "not notebooks"
+	$(RUN_ENV) $(PY) -m pytest tests orthobook --doctest-modules -m "not notebooks and not wheel"
 
 test-chapters: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest tests -m notebooks --durations=0 --durations-min=1
@@ -39,6 +47,13 @@ test-chapters: $(STAMP)
 test-stored: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest --nbval $(NOTEBOOKS) --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--nbval-cell-timeout=1800 -p no:cacheprovider
+
+## the wheel on its own: built (sdist, then wheel), installed in a fresh venv in a temporary
+## folder (torch==$(TORCH_VERSION) first), every module imported from outside the repository,
+## and every book/*.ipynb run in quick mode (papermill) from a folder holding only the notebooks
+test-wheel: $(STAMP)
+	$(RUN_ENV) TORCH_INSTALL='$(TORCH_INSTALL)' $(PY) -m pytest tests/test_wheel.py -m wheel -p no:cacheprovider \
+		--durations=0 --durations-min=1
 
 ## render the book from the stored outputs into _build/html (warnings are errors)
 book: $(STAMP)
@@ -55,6 +70,12 @@ execute: $(STAMP)
 ## speed ratios against plain torch.nn.RNN, measured in the same run
 benchmark: $(STAMP)
 	$(PY) benchmarks/run.py
+
+## a release: `make release VERSION=0.2.0` sets the version, pins the install cells, the README
+## and the launch buttons to the tag v0.2.0, builds dist/ and prints the git commands
+release: $(STAMP)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=X.Y.Z"; exit 2; }
+	$(PY) scripts/release.py $(VERSION)
 
 clean:
 	rm -rf _build
