@@ -85,7 +85,7 @@ def cayley_sgd_step(
         b ← g at the first step,  b ← μ b + (1 − d) g after     (torch's buffer)
         D = g + μ b (nesterov),   D = b (otherwise),   D = g (μ = 0)
         Y⁺ = cayley_step(Y, D, τ)                               (Book: Eq. (geodesic-sgd))
-        b ← P_{Y⁺}(b)                                           (transport by projection)
+        b ← P_{Y⁺}(b)                                   (Book: Eq. (geodesic-momentum))
 
     The buffer lives in the tangent space at ``Y``; after the step the projection carries
     it to the tangent space at ``Y⁺`` (the vector transport of geoopt's

@@ -381,7 +381,7 @@ def cayley_retraction_square(
     For ``Y ∈ O(n)`` (``p = n``, ``Y Yᵀ = I``), ``A = G Yᵀ − Y Gᵀ = Y Ω Yᵀ`` with the
     skew ``Ω = YᵀG − GᵀY``, so ``(I + τ/2 A)⁻¹ A Y = Y (I + τ/2 Ω)⁻¹ Ω`` and
 
-        ``Y(τ) = Y − τ Y (I + τ/2 Ω)⁻¹ Ω``        (Book: Eq. (stiefel-cayley)):
+        ``Y(τ) = Y − τ Y (I + τ/2 Ω)⁻¹ Ω``        (Book: Eq. (stiefel-cayley-square)):
 
     two matrix products and one n×n solve, where :func:`cayley_retraction_full` needs
     four products and the tangent projection besides its solve. ``Ω`` is blind to
@@ -423,7 +423,8 @@ def newton_schulz_step(Y: torch.Tensor) -> torch.Tensor:
 
     With ``Y = P Σ Qᵀ`` the step maps every singular value σ to ``σ (3 − σ²) / 2`` and
     keeps ``P`` and ``Q``: one step of the Newton–Schulz iteration for the polar factor
-    ``P Qᵀ`` (Book: Eq. (stiefel-polar); Higham 2008, *Functions of Matrices*, ch. 8).
+    ``P Qᵀ`` (Book: Eq. (stiefel-newton-schulz), Eq. (stiefel-polar); Higham 2008,
+    *Functions of Matrices*, ch. 8).
     Near the manifold it converges quadratically, ``‖YᵀY − I‖_F = δ`` becoming at most
     about ``¾ δ²``, so from the slow float32 drift of Cayley steps (Note [Cayley in
     increment form]) one step lands at rounding level. It costs two matrix products,
