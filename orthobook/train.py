@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from orthobook import _checks
-from orthobook.optim import GeodesicOptimizer, RetractingOptimizer
+from orthobook.optim import RetractingOptimizer
 from orthobook.stiefel import StiefelParameter
 from orthobook.tasks import Task
 
@@ -311,8 +311,7 @@ def train(
         optimizer: a torch optimizer, or a sequence of them holding disjoint parameters
             (stepped in order). A :class:`~orthobook.stiefel.StiefelParameter` that requires
             grad must sit in a retracting optimizer (:class:`~orthobook.optim.CayleyAdam`,
-            :class:`~orthobook.optim.CayleySGD`, :class:`~orthobook.optim.GeodesicOptimizer`)
-            or in none.
+            :class:`~orthobook.optim.CayleySGD`) or in none.
         steps: total number of optimizer steps of the run (including resumed ones).
         config: how to run (:class:`TrainConfig`); ``None`` is ``TrainConfig()``.
 
@@ -546,7 +545,7 @@ def _check_retraction(model: nn.Module, optimizers: tuple[torch.optim.Optimizer,
         i = holder.get(id(p))
         if isinstance(p, StiefelParameter) and p.requires_grad and i is not None:
             opt = optimizers[i]
-            if not isinstance(opt, (RetractingOptimizer, GeodesicOptimizer)):
+            if not isinstance(opt, RetractingOptimizer):
                 raise TypeError(
                     f"optimizer[{i}] ({type(opt).__name__}) would move the StiefelParameter {name!r} off the "
                     "Stiefel manifold: a Euclidean step does not keep YᵀY = I. Optimize it with "
