@@ -197,7 +197,7 @@ def test_every_module_imports_from_the_venv_outside_the_repository(venv: Venv, t
 _KERNEL_PROBE = """
 import json, os, sys, sysconfig
 import orthobook
-print(json.dumps({"executable": sys.executable, "orthobook": orthobook.__file__,
+print(json.dumps({"prefix": sys.prefix, "orthobook": orthobook.__file__,
                   "purelib": sysconfig.get_paths()["purelib"], "path": sys.path, "cwd": os.getcwd()}))
 """
 
@@ -209,20 +209,24 @@ def _papermill(venv: Venv, notebook: Path, out: Path, cwd: Path, threads: int) -
     return subprocess.run([str(c) for c in command], capture_output=True, text=True, env=env, timeout=TIMEOUT + 60)
 
 
-@dataclass(frozen=True)
-class Runs:
-    folder: Path
-    results: dict[str, tuple[int, float, str]]  # notebook name -> (exit code, seconds, log tail)
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty folder holding a copy of every book/*.ipynb and nothing else."""
+    folder = tmp_path_factory.mktemp("chapters")
+    for notebook in NOTEBOOKS:
+        shutil.copy2(notebook, folder / notebook.name)
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in NOTEBOOKS]
+    return folder
 
 
 @pytest.fixture(scope="module")
-def chapters(venv: Venv, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Runs:
-    """Every book/*.ipynb copied alone into an empty folder and run there, a few at a time
-    (one thread each: these runs check that the chapters work, not their stored outputs)."""
-    folder = tmp_path_factory.mktemp("chapters")
+def chapters(
+    venv: Venv, folder: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> dict[str, tuple[int, float, str]]:
+    """Every notebook run in quick mode from ``folder``, a few at a time (one thread each:
+    these runs check that the chapters work, not their stored outputs): notebook name →
+    (exit code, seconds, the end of papermill's log)."""
     out = tmp_path_factory.mktemp("executed")
-    for notebook in NOTEBOOKS:
-        shutil.copy2(notebook, folder / notebook.name)
 
     def run(notebook: Path) -> tuple[str, tuple[int, float, str]]:
         started = time.perf_counter()
@@ -236,27 +240,32 @@ def chapters(venv: Venv, tmp_path_factory: pytest.TempPathFactory, request: pyte
     if reporter is not None:
         reporter.write_line("")
         for name, (code, seconds, _) in results.items():
-            reporter.write_line(f"test-wheel: {name} {'ran' if code == 0 else 'FAILED'} in {seconds:.0f} s ({workers} at a time)")
-    return Runs(folder, results)
+            verdict = "ran" if code == 0 else "FAILED"
+            reporter.write_line(f"test-wheel: {name} {verdict} in {seconds:.0f} s ({workers} at a time)")
+    return results
 
 
-def test_the_kernel_runs_the_venvs_orthobook_in_a_folder_of_notebooks(venv: Venv, chapters: Runs, tmp_path: Path) -> None:
-    assert sorted(p.name for p in chapters.folder.iterdir()) == [p.name for p in NOTEBOOKS], "only the notebooks"
+def test_the_kernel_runs_the_venvs_orthobook_in_the_folder_of_notebooks(
+    venv: Venv, folder: Path, tmp_path: Path
+) -> None:
     probe = tmp_path / "probe.ipynb"
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_KERNEL_PROBE)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, probe)
-    result = _papermill(venv, probe, tmp_path / "probe.out.ipynb", chapters.folder, threads=1)
+    # papermill puts its injected-parameters cell (quick = True) first: the probe is the last cell.
+    result = _papermill(venv, probe, tmp_path / "probe.out.ipynb", folder, threads=1)
     assert result.returncode == 0, result.stderr[-4000:]
     executed = nbformat.read(tmp_path / "probe.out.ipynb", as_version=4)
-    found = json.loads("".join(o.text for o in executed.cells[0].outputs if o.output_type == "stream"))
-    assert _inside(found["executable"], venv.root)
+    found = json.loads("".join(o.text for o in executed.cells[-1].outputs if o.output_type == "stream"))
+    assert Path(found["prefix"]).resolve() == venv.root.resolve(), "the kernel is the venv's python"
     assert _inside(found["orthobook"], found["purelib"]) and _inside(found["purelib"], venv.root)
-    assert _inside(found["cwd"], chapters.folder)
+    assert _inside(found["cwd"], folder)
     assert not [p for p in found["path"] if p and _inside(p, ROOT)], "the repository is on the kernel's sys.path"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_chapter_runs_from_its_notebook_and_the_wheel(notebook: Path, chapters: Runs) -> None:
-    code, seconds, log = chapters.results[notebook.name]
+def test_chapter_runs_from_its_notebook_and_the_wheel(
+    notebook: Path, chapters: dict[str, tuple[int, float, str]]
+) -> None:
+    code, seconds, log = chapters[notebook.name]
     assert code == 0, f"{notebook.name} failed after {seconds:.0f} s in quick mode:\n{log}"
