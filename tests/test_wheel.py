@@ -236,12 +236,14 @@ def chapters(
     workers = max(1, min(len(NOTEBOOKS), os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         results = dict(pool.map(run, NOTEBOOKS))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        for name, (code, seconds, _) in results.items():
-            verdict = "ran" if code == 0 else "FAILED"
-            reporter.write_line(f"test-wheel: {name} {verdict} in {seconds:.0f} s ({workers} at a time)")
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown as the runs end, even when they pass
+            reporter.write_line("")
+            for name, (code, seconds, _) in results.items():
+                verdict = "ran" if code == 0 else "FAILED"
+                reporter.write_line(f"test-wheel: {name} {verdict} in {seconds:.0f} s ({workers} at a time)")
     return results
 
 
