@@ -149,9 +149,8 @@ def _copy_repository(dest: Path) -> Path:
 def _outputs(path: Path) -> dict[str, str]:
     """Source (pins masked) → outputs, for the code cells of a stored notebook."""
     cells = nbformat.read(path, as_version=4).cells
-    return {
-        release.PIN.sub("git+PIN", c.source): json.dumps(c.outputs, sort_keys=True) for c in cells if c.cell_type == "code"
-    }
+    code = [c for c in cells if c.cell_type == "code"]
+    return {release.PIN.sub("git+PIN", c.source): json.dumps(c.outputs, sort_keys=True) for c in code}
 
 
 def _run_release(root: Path, *args: str) -> str:
