@@ -15,10 +15,11 @@ Usage (from the repository root, or with ``--root``)::
 
 ``release.py X.Y.Z`` sets ``__version__`` in ``orthobook/__init__.py`` (its one place),
 renames the changelog's "Unreleased" section to "X.Y.Z (date)", points ``_config.yml``, the
-install cells of ``book/*.md`` and the install line of the README at ``vX.Y.Z``, updates each
-paired ``book/*.ipynb`` from its ``.md`` with ``jupytext --update`` (which keeps the stored
-outputs), builds the sdist and the wheel into ``dist/`` (``python -m build``), and prints the
-git commands that commit and tag the release. ``--main`` points everything back at ``main``
+install cell of every ``book/*.md`` (rewritten to exactly :data:`INSTALL_CELL`) and the
+install line of the README at ``vX.Y.Z``, updates each paired ``book/*.ipynb`` from its
+``.md`` with ``jupytext --update`` (which keeps the stored outputs), builds the sdist and the
+wheel into ``dist/`` (``python -m build``), and prints the git commands that commit and tag
+the release. ``--main`` points everything back at ``main`` (the same rewrite, ref ``main``)
 and opens a new "Unreleased" section. Neither mode runs git.
 """
 
@@ -130,6 +131,21 @@ def set_pins(path: Path, url: str, ref: str) -> bool:
     return new != text
 
 
+# The first code cell of a MyST chapter: its fence line, its options (`:tags: [remove-cell]`)
+# and a blank line, its body, the closing fence.
+FIRST_CODE_CELL = re.compile(r"^(```\{code-cell\}[^\n]*\n(?::[^\n]*\n)*\n?)(.*?)\n(```)$", re.MULTILINE | re.DOTALL)
+
+
+def set_install_cell(source: Path, url: str, ref: str) -> None:
+    """Make the first code cell of the chapter ``source`` exactly :func:`install_cell`."""
+    text = source.read_text(encoding="utf-8")
+    cell = FIRST_CODE_CELL.search(text)
+    if cell is None or '"google.colab" in sys.modules' not in cell.group(2):
+        raise ValueError(f"{source.name}: the first code cell is not the Colab install cell")
+    new = text[: cell.start(2)] + install_cell(url, ref) + text[cell.end(2) :]
+    source.write_text(new, encoding="utf-8")
+
+
 def update_notebook(source: Path) -> None:
     """Rewrite ``source``'s paired ``.ipynb`` from the ``.md``, keeping its stored outputs."""
     subprocess.run(
@@ -144,9 +160,7 @@ def pin_everything(root: Path, ref: str) -> list[Path]:
     set_branch(root, ref)
     changed = [root / "_config.yml"]
     for source in chapter_sources(root):
-        if not any(u == url for u, _ in pins(source)):
-            raise ValueError(f"{source.relative_to(root)} has no install cell pinning {url}")
-        set_pins(source, url, ref)
+        set_install_cell(source, url, ref)
         update_notebook(source)
         changed += [source, source.with_suffix(".ipynb")]
     readme = root / "README.md"
@@ -213,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.main:
         pin_everything(root, MAIN)
         open_unreleased(root)
-        print(f"pinned to {MAIN}; commit with:\n  git commit -am \"Back to {MAIN} after {version(root)}\"")
+        print(f"pinned to {MAIN}; commit with:\n  git commit -am \"Install cells and launch buttons name {MAIN}\"")
         return 0
     built = release(root, args.version, isolation=not args.no_isolation)
     print("built:\n" + "\n".join(f"  {p.relative_to(root)}" for p in built))

@@ -129,6 +129,18 @@ def test_a_release_refuses_a_bad_version_or_an_empty_changelog(tmp_path: Path) -
     )
 
 
+def test_the_install_cell_is_rewritten_whole_and_only_there(tmp_path: Path) -> None:
+    chapter = tmp_path / "chapter.md"
+    head = "---\njupytext:\n  x: 1\n---\n\n# Title\n\n```{code-cell} ipython3\n:tags: [remove-cell]\n\n"
+    tail = "\n```\n\n```{code-cell} ipython3\nx = 1\n```\n"
+    chapter.write_text(head + 'import sys\nif "google.colab" in sys.modules:\n    %pip install old' + tail)
+    release.set_install_cell(chapter, CONFIG.url, "v1.2.3")
+    assert chapter.read_text() == head + release.install_cell(CONFIG.url, "v1.2.3") + tail
+    chapter.write_text(head + "x = 0" + tail)
+    with pytest.raises(ValueError, match="not the Colab install cell"):
+        release.set_install_cell(chapter, CONFIG.url, "v1.2.3")
+
+
 # The files a release reads or rewrites (the rest of the repository plays no part).
 _COPIED = ("pyproject.toml", "MANIFEST.in", "README.md", "LICENSE", "CHANGELOG.md", "CITATION.cff", "_config.yml")
 
@@ -166,8 +178,12 @@ def _run_release(root: Path, *args: str) -> str:
 
 def _assert_pinned(root: Path, ref: str) -> None:
     assert release.repository(root) == release.Repository(CONFIG.url, ref)
+    expected = release.install_cell(CONFIG.url, ref)
     for source in release.chapter_sources(root):
-        for path in (source, source.with_suffix(".ipynb")):
+        assert _first_code_cell(jupytext.read(source)) == expected, source.name
+        stored = source.with_suffix(".ipynb")
+        assert _first_code_cell(nbformat.read(stored, as_version=4)) == expected, stored.name
+        for path in (source, stored):
             assert {r for u, r in release.pins(path) if u == CONFIG.url} == {ref}, path.name
     assert {r for u, r in release.pins(root / "README.md") if u == CONFIG.url} == {ref}
 
