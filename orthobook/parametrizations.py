@@ -75,11 +75,8 @@ def margin_singular_values(p: torch.Tensor, margin: float) -> torch.Tensor:
         tensor([0.9000, 1.0000, 1.1000])
     """
     _checks.floating(p, "p")
-    return _margin_map(p, _checks.non_negative_float(margin, "margin"))
-
-
-def _margin_map(p: torch.Tensor, margin: float) -> torch.Tensor:
-    return 2.0 * margin * (torch.sigmoid(p) - 0.5) + 1.0
+    m = _checks.non_negative_float(margin, "margin")
+    return 2.0 * m * (torch.sigmoid(p) - 0.5) + 1.0
 
 
 # Note [registration starts at the paper's initialisation]
@@ -133,7 +130,7 @@ class _SpectralMargin(_Parametrization):
         return (U * self.singular_values(p)) @ V.mT
 
     def singular_values(self, p: torch.Tensor) -> torch.Tensor:
-        return p if self.margin is None else _margin_map(p, self.margin)
+        return p if self.margin is None else margin_singular_values(p, self.margin)
 
     def _invert(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Note [starting a spectral margin at a given matrix]
@@ -272,7 +269,7 @@ class _HouseholderSVD(_Parametrization):
         return householder_svd_matrix(U_vectors, V_vectors, self.singular_values(p))
 
     def singular_values(self, p: torch.Tensor) -> torch.Tensor:
-        return _margin_map(p, self.margin)
+        return margin_singular_values(p, self.margin)
 
     def _invert(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Note [Householder SVD reach]
