@@ -17,13 +17,17 @@ import subprocess
 import sys
 import tarfile
 import time
-import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from conftest import ROOT
 
