@@ -44,9 +44,11 @@ test-package: $(STAMP)
 test-chapters: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest tests -m notebooks --durations=0 --durations-min=1
 
+# The chapters run their networks on one thread: two notebooks at a time use both cores
+# (pytest-xdist; --dist loadscope keeps each notebook's cells, in order, on one worker).
 test-stored: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest --nbval $(NOTEBOOKS) --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		--nbval-cell-timeout=1800 -p no:cacheprovider
+		--nbval-cell-timeout=1800 -p no:cacheprovider -n 2 --dist loadscope
 
 ## the wheel on its own: built (sdist, then wheel), installed in a fresh venv in a temporary
 ## folder (torch==$(TORCH_VERSION) first), every module imported from outside the repository,
