@@ -10,6 +10,7 @@ The modules hold one concept each; the names most chapters use are re-exported h
     history = train(model, CopyTask(20), CayleyAdam(model.parameters(), lr=1e-3), 1000)
 """
 
+from orthobook.batched import BatchedElmanRNN
 from orthobook.device import pick_device, run_mode, seed_everything
 from orthobook.householder import householder_product
 from orthobook.memory import fisher_memory_curve, total_memory
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddingTask",
+    "BatchedElmanRNN",
     "CayleyAdam",
     "CayleySGD",
     "ClassificationTask",

@@ -10,6 +10,9 @@ The guard (Note [NaN guard]) checks the loss, the penalty and the gradient norm 
 optimizer step, so that no step is taken with non-finite gradients and no checkpoint holds a
 non-finite number; :class:`TrainingDiverged` names the step, the quantity and a remedy that
 fits it.
+
+A :class:`~orthobook.batched.BatchedElmanRNN` goes where one model goes: its K models train
+side by side as K runs would (Note [batched runs]), each with its own History.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from orthobook import _checks
+from orthobook.batched import BatchedElmanRNN
 from orthobook.optim import RetractingOptimizer
 from orthobook.stiefel import StiefelParameter
 from orthobook.tasks import Task
@@ -287,7 +291,7 @@ def train(
     optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
     steps: int,
     config: TrainConfig | None = None,
-) -> History:
+) -> History | list[History]:
     """Train ``model`` on batches drawn from ``task`` for ``steps`` optimizer steps.
 
     Each step draws a batch on the model's device from a CPU generator seeded with
@@ -305,8 +309,17 @@ def train(
     has no NaN or infinity, so non-finite numbers are written as ``null``: every line is
     valid JSON (``json.loads`` with a strict ``parse_constant`` reads it).
 
+    A :class:`~orthobook.batched.BatchedElmanRNN` of K models trains as K runs of ``train``
+    would, side by side (Note [batched runs]): model k draws its own batches (seed
+    ``batch_seeds[k]``, default ``config.seed + k``), and its loss, penalty
+    (``config.penalty(models[k])``), clipping, probes and NaN guard are its own. A model
+    whose loss, penalty or gradient norm becomes non-finite stops there (no optimizer moves
+    it again; its History says where) and the others go on; ``on_nonfinite`` applies when the
+    last one stops. The log's records carry ``"model": k``; checkpoints hold every model.
+
     Args:
-        model: maps ``x`` (batch, T, input) to the output the task scores (batch, T, out).
+        model: maps ``x`` (batch, T, input) to the output the task scores (batch, T, out), or
+            a :class:`~orthobook.batched.BatchedElmanRNN` (inputs (K, batch, T, input)).
         task: samples batches and scores outputs (:class:`orthobook.tasks.Task`).
         optimizer: a torch optimizer, or a sequence of them holding disjoint parameters
             (stepped in order). A :class:`~orthobook.stiefel.StiefelParameter` that requires
@@ -316,14 +329,15 @@ def train(
         config: how to run (:class:`TrainConfig`); ``None`` is ``TrainConfig()``.
 
     Returns:
-        The :class:`History` of the run.
+        The :class:`History` of the run; for a BatchedElmanRNN, one per model (a list).
 
     Raises:
         TypeError: an argument has the wrong type, or an optimizer that does not retract
             holds a StiefelParameter of the model (checked before the first step).
         ValueError: ``steps`` is not positive, a parameter sits in two optimizers, the
             model has no parameters, or the checkpoint does not fit this run.
-        TrainingDiverged: a quantity became non-finite and ``on_nonfinite="raise"``.
+        TrainingDiverged: a quantity became non-finite and ``on_nonfinite="raise"`` (for a
+            BatchedElmanRNN: when the last running model stopped).
 
     Example:
         >>> from orthobook.tasks import CopyTask
@@ -351,6 +365,8 @@ def train(
     _checks.positive_int(steps, "steps")
     optimizers = _optimizers(optimizer)
     _check_retraction(model, optimizers)
+    if isinstance(model, BatchedElmanRNN):
+        return _train_batch(model, task, optimizers, steps, config)
     device = _device_of(model)
     generator = torch.Generator().manual_seed(config.seed)
     history = History(probes={name: [] for name in config.probes})
@@ -362,6 +378,13 @@ def train(
     with flushing_denormals(config.flush_denormal):
         _run(model, task, optimizers, steps, config, start, generator, history, device)
     return history
+
+
+def _progress_bar(config: TrainConfig, start: int, steps: int) -> tqdm:
+    progress = config.progress
+    if progress is None:
+        progress = os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+    return tqdm(range(start, steps), initial=start, total=steps, desc=config.description, disable=not progress)
 
 
 def _run(
@@ -377,11 +400,8 @@ def _run(
 ) -> None:
     parameters = [p for p in model.parameters() if p.requires_grad]
     max_norm = math.inf if config.clip is None else config.clip
-    progress = config.progress
-    if progress is None:
-        progress = os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
     model.train()
-    with tqdm(range(start, steps), initial=start, total=steps, desc=config.description, disable=not progress) as bar:
+    with _progress_bar(config, start, steps) as bar:
         for step in bar:
             x, y = task.sample(config.batch_size, generator, device)
             _zero_grad(model, optimizers)
@@ -428,7 +448,7 @@ def evaluate(
     seed: int = 12345,
     *,
     chunk_size: int | None = None,
-) -> dict[str, float | None]:
+) -> dict[str, float | None] | list[dict[str, float | None]]:
     """Loss and accuracy of ``model`` on one fresh batch of ``batch_size`` sequences.
 
     The batch is drawn in one piece on the model's device (so it is the same for every
@@ -446,7 +466,9 @@ def evaluate(
             10,000 test images of 784 pixels fit in memory 1,000 at a time.
 
     Returns:
-        ``{"loss": …, "accuracy": … or None}``.
+        ``{"loss": …, "accuracy": … or None}``; for a
+        :class:`~orthobook.batched.BatchedElmanRNN`, a list of K of them, every model scored
+        on the same batch.
 
     Raises:
         TypeError: ``batch_size``, ``seed`` or ``chunk_size`` is not an int.
@@ -458,6 +480,8 @@ def evaluate(
     chunk_size = batch_size if chunk_size is None else _checks.positive_int(chunk_size, "chunk_size")
     device = _device_of(model)
     x, y = task.sample(batch_size, torch.Generator().manual_seed(seed), device)
+    if isinstance(model, BatchedElmanRNN):
+        return _evaluate_batch(model, task, x, y, chunk_size)
     was_training = model.training
     model.eval()
     try:
@@ -587,16 +611,22 @@ def _nonfinite_state(model: nn.Module, optimizers: tuple[torch.optim.Optimizer, 
     for i, opt in enumerate(optimizers):
         named += [("optimizer state", f"optimizer[{i}] {name}", t) for name, t in _tensors(opt.state_dict())]
     named = [(q, name, t) for q, name, t in named if isinstance(t, torch.Tensor) and t.is_floating_point()]
-    finite = [True] * len(named)
-    by_device: dict[torch.device, list[int]] = {}
-    for i, (_, _, t) in enumerate(named):
-        by_device.setdefault(t.device, []).append(i)
-    for indices in by_device.values():  # one transfer per device: a flag per tensor
-        flags = torch.stack([torch.isfinite(named[i][2]).all() for i in indices]).tolist()
-        for i, flag in zip(indices, flags):
-            finite[i] = flag
+    finite = _finite_flags([t for _, _, t in named])
     bad = next((entry for entry, ok in zip(named, finite) if not ok), None)
     return None if bad is None else (bad[0], bad[1])
+
+
+def _finite_flags(tensors: Sequence[torch.Tensor]) -> list[bool]:
+    """Whether each tensor is all finite, read back in one transfer per device."""
+    finite = [True] * len(tensors)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(i)
+    for indices in by_device.values():  # one transfer per device: a flag per tensor
+        flags = torch.stack([torch.isfinite(tensors[i]).all() for i in indices]).tolist()
+        for i, flag in zip(indices, flags):
+            finite[i] = flag
+    return finite
 
 
 def _tensors(state: object, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
@@ -677,6 +707,10 @@ def _save(
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "history": dict(history.__dict__),
     }
+    _write_atomically(path, state)
+
+
+def _write_atomically(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -733,3 +767,289 @@ def _rewrite_log(path: str | os.PathLike, history: History) -> None:
 def _append_log(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     with Path(path).open("a") as f:
         f.write(_json_line(record))
+
+
+# ---------------------------------------------------------------------------------------------
+# K models at once (orthobook.batched.BatchedElmanRNN)
+
+# Note [batched runs]
+# ~~~~~~~~~~~~~~~~~~~
+# train(batch, …) runs the K models of a BatchedElmanRNN as K runs of train would run them,
+# side by side: model k draws its batches from its own generator (batch_seeds[k], default
+# config.seed + k), its objective is task.loss(output[k], y_k) + config.penalty(models[k]),
+# and its gradient norm is taken and clipped over its own parameters. The models share no
+# parameter, so the backward pass of the sum of the K objectives gives each model the
+# gradient of its own objective.
+#
+# The guard of Note [NaN guard] runs per model, on one host read per step (the K losses,
+# penalties, accuracies and norms in one transfer). A model whose loss, penalty or gradient
+# norm is non-finite is frozen: its gradients are set to None, so that no optimizer moves it
+# (torch's and the Cayley optimizers skip a parameter without a gradient, its state and step
+# count included), and its History records the step and the quantity; the other models go
+# on. A frozen model still runs in the batched forward pass, and its output is not used.
+# on_nonfinite applies when no model is left: "raise" raises TrainingDiverged for the last
+# one, "stop" returns the K histories. The state check at checkpoints and at the end runs per
+# model too (its parameters and its parameters' optimizer state); a model frozen there keeps
+# its non-finite state in the checkpoints that follow, marked as stopped by its History, so a
+# resumed run keeps it frozen.
+
+_BATCH_CHECKPOINT_KEYS = {"step", "models", "optimizers", "generators", "torch_rng", "cuda_rng", "histories"}
+
+
+def _train_batch(
+    batch: BatchedElmanRNN,
+    task: Task,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    steps: int,
+    config: TrainConfig,
+) -> list[History]:
+    """:func:`train` for a :class:`~orthobook.batched.BatchedElmanRNN` (Note [batched runs])."""
+    device = _device_of(batch)
+    seeds = batch.batch_seeds
+    if seeds is None:
+        seeds = tuple(config.seed + k for k in range(len(batch)))
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    histories = [History(probes={name: [] for name in config.probes}) for _ in seeds]
+    start = 0
+    if config.checkpoint_path is not None and Path(config.checkpoint_path).exists():
+        start = _resume_batch(config.checkpoint_path, steps, batch, optimizers, generators, histories, device)
+    if config.log_path is not None:
+        _rewrite_batch_log(config.log_path, histories)
+    with flushing_denormals(config.flush_denormal):
+        _run_batch(batch, task, optimizers, steps, config, start, generators, histories, device)
+    return histories
+
+
+def _run_batch(
+    batch: BatchedElmanRNN,
+    task: Task,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    steps: int,
+    config: TrainConfig,
+    start: int,
+    generators: list[torch.Generator],
+    histories: list[History],
+    device: torch.device,
+) -> None:
+    models = list(batch.models)
+    parameters = [[p for p in model.parameters() if p.requires_grad] for model in models]
+    max_norm = math.inf if config.clip is None else config.clip
+    batch.train()
+    with _progress_bar(config, start, steps) as bar:
+        for step in bar:
+            batches = [task.sample(config.batch_size, generator, device) for generator in generators]
+            _zero_grad(batch, optimizers)
+            output = batch(torch.stack([x for x, _ in batches]))
+            live = _running(histories)
+            losses = [task.loss(output[k], batches[k][1]) for k in live]
+            penalties = [None if config.penalty is None else config.penalty(models[k]) for k in live]
+            torch.stack([loss if p is None else loss + p for loss, p in zip(losses, penalties)]).sum().backward()
+            grad_norms = [torch.nn.utils.clip_grad_norm_(parameters[k], max_norm) for k in live]
+            logged = step % config.log_every == 0
+            accuracies = [task.accuracy(output[k].detach(), batches[k][1]) if logged else None for k in live]
+            values = _read(*losses, *penalties, *accuracies, *grad_norms)
+            # values holds the K losses, then the K penalties, …: model i's are every len(live)-th.
+            records = {
+                k: dict(zip(_RECORD_KEYS, [step, *values[i :: len(live)]])) for i, k in enumerate(live)
+            }
+            last = None
+            for k, record in records.items():
+                quantity = _nonfinite_quantity(record)
+                if quantity is not None:
+                    last = _stop_model(config, histories, k, record, step, quantity, record[quantity])
+            for model, history in zip(models, histories):
+                if history.diverged_at is not None:  # frozen: no optimizer may move it
+                    model.zero_grad(set_to_none=True)
+            if _none_running(config, histories, last):
+                return
+            for opt in optimizers:
+                opt.step()
+            kept = {k: record for k, record in records.items() if histories[k].diverged_at is None}
+            if logged:
+                for k, record in kept.items():
+                    histories[k].append(record)
+                    if config.log_path is not None:
+                        _append_log(config.log_path, {"model": k, **record})
+                mean = sum(record["loss"] for record in kept.values()) / len(kept)
+                bar.set_postfix(loss=f"{mean:.4g}", running=f"{len(kept)}/{len(models)}", refresh=False)
+            if config.probes and (step + 1) % config.probe_every == 0:
+                for k in _running(histories):
+                    _probe(models[k], config.probes, step + 1, histories[k])
+            if config.checkpoint_path is not None and (step + 1) % config.checkpoint_every == 0:
+                if not _save_batch_if_finite(config, batch, optimizers, generators, histories, step, device):
+                    return
+    for k in _running(histories):
+        if config.probes and _last_probe_step(histories[k]) != steps:
+            _probe(models[k], config.probes, steps, histories[k])
+    if config.checkpoint_path is not None:
+        _save_batch_if_finite(config, batch, optimizers, generators, histories, steps - 1, device)
+    else:
+        _stop_nonfinite_states(config, batch, optimizers, histories, steps - 1)
+
+
+def _running(histories: Sequence[History]) -> list[int]:
+    """The models that have not stopped on a non-finite quantity."""
+    return [k for k, history in enumerate(histories) if history.diverged_at is None]
+
+
+def _none_running(config: TrainConfig, histories: Sequence[History], last: tuple | None) -> bool:
+    """Whether every model has stopped; then raise for the last one if ``on_nonfinite="raise"``.
+
+    ``last``: the :class:`TrainingDiverged` arguments of the model stopped last.
+    """
+    if _running(histories):
+        return False
+    if config.on_nonfinite == "raise":
+        raise TrainingDiverged(*last)
+    return True
+
+
+def _stop_model(
+    config: TrainConfig,
+    histories: list[History],
+    k: int,
+    record: dict[str, Any] | None,
+    step: int,
+    quantity: str,
+    value: object,
+) -> tuple[int, str, object, dict[str, Any] | None]:
+    """Log model k's divergence and mark its history (Note [batched runs]); return the
+    arguments of its :class:`TrainingDiverged`."""
+    if config.log_path is not None:
+        _append_log(config.log_path, {"model": k, **(record or {"step": step}), "diverged": quantity})
+    history = histories[k]
+    history.diverged_at, history.diverged_quantity = step, quantity
+    return step, quantity, value, history.last_finite()
+
+
+def _stop_nonfinite_states(
+    config: TrainConfig,
+    batch: BatchedElmanRNN,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    histories: list[History],
+    step: int,
+) -> bool:
+    """Stop every running model whose parameters or optimizer state hold a non-finite number;
+    whether every model has stopped (see :func:`_none_running`)."""
+    named: list[tuple[int, str, str, torch.Tensor]] = []
+    for k in _running(histories):
+        model = batch.models[k]
+        named += [(k, "parameters", name, t) for name, t in model.state_dict().items()]
+        for i, opt in enumerate(optimizers):
+            for name, p in model.named_parameters():
+                state = _tensors(opt.state.get(p, {}), f"optimizer[{i}] {name}")
+                named += [(k, "optimizer state", key, t) for key, t in state]
+    named = [entry for entry in named if isinstance(entry[3], torch.Tensor) and entry[3].is_floating_point()]
+    last = None
+    for (k, quantity, name, _), ok in zip(named, _finite_flags([entry[3] for entry in named])):
+        if not ok and histories[k].diverged_at is None:
+            last = _stop_model(config, histories, k, None, step, quantity, name)
+    return _none_running(config, histories, last)
+
+
+def _save_batch_if_finite(
+    config: TrainConfig,
+    batch: BatchedElmanRNN,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    generators: list[torch.Generator],
+    histories: list[History],
+    step: int,
+    device: torch.device,
+) -> bool:
+    """Checkpoint after ``step`` unless no model is left running (then return False)."""
+    if _stop_nonfinite_states(config, batch, optimizers, histories, step):
+        return False
+    state = {
+        "step": step + 1,
+        "models": batch.state_dict(),
+        "optimizers": [opt.state_dict() for opt in optimizers],
+        "generators": [generator.get_state() for generator in generators],
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "histories": [dict(history.__dict__) for history in histories],
+    }
+    path = Path(config.checkpoint_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, state)
+    return True
+
+
+def _resume_batch(
+    path: str | os.PathLike,
+    steps: int,
+    batch: BatchedElmanRNN,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    generators: list[torch.Generator],
+    histories: list[History],
+    device: torch.device,
+) -> int:
+    # weights_only=False: probe values may be any picklable Python object. Load only your own runs.
+    state = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(state, dict) or set(state) != _BATCH_CHECKPOINT_KEYS:
+        raise ValueError(
+            f"{path} is not a checkpoint of a BatchedElmanRNN run of this version of orthobook.train; "
+            "delete it to start afresh"
+        )
+    if len(state["histories"]) != len(batch):
+        raise ValueError(f"{path} holds {len(state['histories'])} models, but this batch has {len(batch)}")
+    if len(state["optimizers"]) != len(optimizers):
+        raise ValueError(
+            f"{path} holds {len(state['optimizers'])} optimizer states, but this run has {len(optimizers)} optimizers"
+        )
+    if state["step"] > steps:
+        raise ValueError(f"the checkpoint {path} holds {state['step']} steps, more than steps={steps}")
+    batch.load_state_dict(state["models"])
+    for opt, saved in zip(optimizers, state["optimizers"]):
+        opt.load_state_dict(saved)
+    for generator, saved in zip(generators, state["generators"]):
+        generator.set_state(saved.cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state["cuda_rng"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+    for history, saved in zip(histories, state["histories"]):
+        saved = History(**saved)
+        for name in history.probes:
+            history.probes[name] = saved.probes.get(name, [])
+        for record in saved.records():
+            history.append(record)
+        history.diverged_at, history.diverged_quantity = saved.diverged_at, saved.diverged_quantity
+    return state["step"]
+
+
+def _rewrite_batch_log(path: str | os.PathLike, histories: Sequence[History]) -> None:
+    """The log from the histories: every model's record of a step, step by step."""
+    records = [{"model": k, **record} for k, history in enumerate(histories) for record in history.records()]
+    records.sort(key=lambda record: (record["step"], record["model"]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        f.writelines(_json_line(record) for record in records)
+
+
+def _evaluate_batch(
+    batch: BatchedElmanRNN, task: Task, x: torch.Tensor, y: torch.Tensor, chunk_size: int
+) -> list[dict[str, float | None]]:
+    """:func:`evaluate` for K models: each one on the same batch ``x``, ``y``."""
+    K, batch_size = len(batch), x.shape[0]
+    loss_sums, accuracy_sums = [0.0] * K, [0.0] * K
+    has_accuracy = True
+    was_training = batch.training
+    batch.eval()
+    try:
+        for begin in range(0, batch_size, chunk_size):
+            x_chunk, y_chunk = x[begin : begin + chunk_size], y[begin : begin + chunk_size]
+            output = batch(x_chunk.expand(K, *x_chunk.shape))
+            n = x_chunk.shape[0]
+            losses = [task.loss(output[k], y_chunk) for k in range(K)]
+            accuracies = [task.accuracy(output[k], y_chunk) for k in range(K)]
+            values = _read(*losses, *accuracies)
+            has_accuracy = accuracies[0] is not None
+            for k in range(K):
+                loss_sums[k] += n * values[k]
+                accuracy_sums[k] += n * values[K + k] if has_accuracy else 0.0
+    finally:
+        batch.train(was_training)
+    return [
+        {"loss": loss / batch_size, "accuracy": accuracy / batch_size if has_accuracy else None}
+        for loss, accuracy in zip(loss_sums, accuracy_sums)
+    ]
