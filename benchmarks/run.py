@@ -34,6 +34,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import orthogonal
 
 import householder_cases
+from orthobook.batched import BatchedElmanRNN
 from orthobook.device import pick_device
 from orthobook.init import orthogonal as haar_orthogonal
 from orthobook.models import ElmanRNN, rin
@@ -70,7 +71,8 @@ class Settings:
 class Comparison:
     """One orthobook step and the baselines it is compared with, timed together.
 
-    ``T`` and ``batch`` are None for cases without a sequence (a matrix construction).
+    ``T`` and ``batch`` are None for cases without a sequence (a matrix construction). Each
+    step trains ``models`` models, so the records give seconds per model-step.
     """
 
     case: str
@@ -79,6 +81,7 @@ class Comparison:
     batch: int | None
     ours: Step
     baselines: dict[str, Step]
+    models: int = 1
 
 
 Group = Callable[[Settings], Iterator[Comparison]]
@@ -288,13 +291,75 @@ def cayley_cases(settings: Settings) -> Iterator[Comparison]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Many models at once (orthobook.batched): K seeds at the price of one?
+
+BATCHED_MODELS = (1, 2, 4, 8, 16, 32)
+BATCHED_SIZES = (64, 128)
+BATCHED_T = 100
+BATCHED_BATCH = 32
+QUICK_BATCHED_MODELS = (1, 2)
+
+
+def _batched_step(models: list[ElmanRNN], x: torch.Tensor, y: torch.Tensor) -> Step:
+    """One training step of the K models as a BatchedElmanRNN: x (K, B, T, 1), y (K, B, 1);
+    the sum of the K losses, one Adam over every parameter (what train does, without its
+    bookkeeping)."""
+    batch = BatchedElmanRNN(models)
+    optimizer = _adam(batch)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.mse_loss(batch(x)[:, :, -1], y, reduction="none").mean((1, 2)).sum().backward()
+        optimizer.step()
+
+    return step
+
+
+def _sequential_steps(models: list[ElmanRNN], x: torch.Tensor, y: torch.Tensor) -> Step:
+    """One training step of each of the K models in turn, each with its own Adam."""
+    steps = [training_step(model, _adam(model), x[k], y[k]) for k, model in enumerate(models)]
+
+    def step() -> None:
+        for one in steps:
+            one()
+
+    return step
+
+
+@group(
+    "batched",
+    "training step of K ElmanRNNs (tanh) as one BatchedElmanRNN vs K ElmanRNN steps in turn; "
+    "seconds per model-step; K = 1..32, n = 64, 128, T = 100, B = 32 (--quick: K = 1, 2 at the quick "
+    "sizes); target <= 0.30 at K = 8, <= 0.15 at K = 32 (n = 64)",
+)
+def batched_cases(settings: Settings) -> Iterator[Comparison]:
+    if settings.quick:
+        counts, sizes, T, B = QUICK_BATCHED_MODELS, settings.sizes, settings.seq_lens[0], settings.batch
+    else:
+        counts, sizes, T, B = BATCHED_MODELS, BATCHED_SIZES, BATCHED_T, BATCHED_BATCH
+    g = torch.Generator().manual_seed(T)
+    for n in sizes:
+        for K in counts:
+            x = torch.randn(K, B, T, 1, generator=g).to(settings.device)
+            y = torch.randn(K, B, 1, generator=g).to(settings.device)
+
+            def build() -> list[ElmanRNN]:
+                return [ElmanRNN(1, n, 1, generator=torch.Generator().manual_seed(k)).to(settings.device) for k in range(K)]
+
+            ours = _batched_step(build(), x, y)
+            baseline = {f"{K} x ElmanRNN in turn": _sequential_steps(build(), x, y)}
+            yield Comparison(f"BatchedElmanRNN K={K}", n, T, B, ours, baseline, models=K)
+
+
+# ---------------------------------------------------------------------------------------------
 # Timing and reporting
 
 def measure(comparison: Comparison, repeats: int, warmup: int, device: torch.device) -> list[dict]:
     """One record (keys ``RECORD_KEYS``) per baseline of ``comparison``, all timed interleaved."""
     names = list(comparison.baselines)
     steps = {"ours": comparison.ours, **{f"baseline {name}": step for name, step in comparison.baselines.items()}}
-    ours, *theirs = interleaved_seconds(steps, repeats=repeats, warmup=warmup, device=device).values()
+    times = interleaved_seconds(steps, repeats=repeats, warmup=warmup, device=device).values()
+    ours, *theirs = (seconds / comparison.models for seconds in times)
     return [
         {
             "case": comparison.case,

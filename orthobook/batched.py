@@ -1,12 +1,13 @@
-"""Many seeds at the price of one: K independent Elman RNNs trained as one computation.
+"""Many seeds in one run: K independent Elman RNNs trained as one batched computation.
 
 A result over S seeds costs S training runs. On a CPU a small recurrent network leaves the
 arithmetic units mostly idle (each step multiplies a (batch, n) state by an n × n matrix),
 so :class:`BatchedElmanRNN` runs K models of one architecture side by side: at every time
-step one batched matrix product moves all K states (Note [batched BPTT]). The K models stay
-independent, each with its own parameters (and its own parametrization of ``W``), so
-different seeds, or different values of a hyperparameter such as the margin, train
-together::
+step one batched matrix product moves all K states (Note [batched BPTT]), and a step of K
+models costs a fraction of K steps of one (``benchmarks/run.py --only batched``). The K
+models stay independent, each with its own parameters (and its own parametrization of
+``W``), so different seeds, or different values of a hyperparameter such as the margin,
+train together::
 
     models = BatchedElmanRNN([ElmanRNN(1, 64, 9, generator=torch.Generator().manual_seed(s))
                               for s in range(8)])
@@ -33,26 +34,29 @@ __all__ = ["BatchedElmanRNN"]
 
 # Note [batched BPTT]
 # ~~~~~~~~~~~~~~~~~~~
-# For model k, layer l and step t (rows of h are the sequences of the batch):
+# For model k, layer l and step t (the rows of x_t, h_t, y_t are the sequences of a batch):
 #
 #     a_t = b + x_t Vᵀ + h_{t-1} Wᵀ,   h_t = f(a_t),   y_t = c + h_t Rᵀ   (Eq. (gp-recurrence))
 #
-# With G_t = ∂L/∂y_t, backpropagation through time runs t = T … 1:
+# with x_t the states of layer l − 1 above the first layer, y_t read from the last. With
+# G_t = ∂L/∂y_t, backpropagation through time runs t = T … 1:
 #
-#     ∂L/∂h_t = G_t R + δ_{t+1} W (+ δ^{l+1}_t V^{l+1} from the layer above)
+#     ∂L/∂h_t = G_t R (last layer) or δ^{l+1}_t V^{l+1} (below it), plus δ_{t+1} W
 #     δ_t = ∂L/∂a_t = f'(a_t) ⊙ ∂L/∂h_t                                   (Eq. (gp-jacobian))
-#     ∂L/∂W = Σ_t δ_tᵀ h_{t-1},  ∂L/∂V = Σ_t δ_tᵀ x_t,  ∂L/∂b = Σ_t δ_t,
-#     ∂L/∂R = Σ_t G_tᵀ h_t,      ∂L/∂c = Σ_t G_t,
+#     ∂L/∂W = Σ_t δ_tᵀ h_{t-1},  ∂L/∂V = Σ_t δ_tᵀ x_t,  ∂L/∂R = Σ_t G_tᵀ h_t,
+#     ∂L/∂b, ∂L/∂c = the sums of δ_t, G_t over steps and rows,
 #
 # and f' is read off h_t itself: 1 − h_t² (tanh), [h_t > 0] (relu), h_t + 1 where h_t ≤ 0 and
-# 1 elsewhere (elu), 1 (identity). _Elman computes both passes by hand with every product
+# 1 elsewhere (elu), 1 (identity). _Elman computes both passes by hand, every product
 # batched over the K models (torch.baddbmm on (K, B, n) states). Autograd of the same loop
 # records a handful of nodes per step, and its backward multiplies by transposed operands
 # and stacks the per-step gradients into a (K, B, T, n) tensor; here every step reads and
 # writes contiguous (K, B, n) slices of (T, K, B, n) buffers, and the input projection, the
 # readout and the parameter gradients are taken inside the step, while the slice is in
-# cache. On a 2-core CPU that is the difference between about 0.35 and about 0.2 of the
-# time of K separate ElmanRNN steps (benchmarks/run.py, group "batched").
+# cache. Measured in one run on a shared 2-core CPU (one thread; n = 64, T = 100, B = 32), a
+# training step of K models took 0.43 (K = 8) and 0.40 (K = 32) of the time of K separate
+# ElmanRNN steps with autograd of the batched loop, 0.30 and 0.24 with this one
+# (benchmarks/run.py, group "batched", measures it).
 
 # In-place f (the forward overwrites the buffer holding a_t) and the product f'(a_t) ⊙ g
 # from h_t = f(a_t): torch's own derivative kernels, as its autograd calls them.
@@ -160,7 +164,9 @@ class BatchedElmanRNN(nn.Module):
     per model, per-model clipping and NaN guard); :func:`orthobook.train.evaluate` scores
     every model on one evaluation batch. The backward pass is computed by hand and is not
     itself differentiable (no double backward); the gradient diagnostics of
-    :mod:`orthobook.gradients` take the single models.
+    :mod:`orthobook.gradients` take the single models. The forward pass keeps every state
+    for the backward pass, ``num_layers · T · K · batch · n`` numbers, as the K single
+    models together would.
 
     Args:
         models: K ≥ 1 distinct ElmanRNNs with the same ``input_size``, ``hidden_size``,
