@@ -725,29 +725,53 @@ def _resume(
     history: History,
     device: torch.device,
 ) -> int:
+    state = _load_checkpoint(path, _CHECKPOINT_KEYS, "", optimizers, steps, device)
+    model.load_state_dict(state["model"])
+    generator.set_state(state["generator"].cpu())
+    _restore_optimizers_and_rng(state, optimizers, device)
+    _restore_history(history, History(**state["history"]))
+    return state["step"]
+
+
+def _load_checkpoint(
+    path: str | os.PathLike,
+    keys: set[str],
+    run: str,
+    optimizers: tuple[torch.optim.Optimizer, ...],
+    steps: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The checkpoint at ``path``, refused unless it is one of this kind of run (``run``)."""
     # weights_only=False: probe values may be any picklable Python object. Load only your own runs.
     state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or set(state) != _CHECKPOINT_KEYS:
-        raise ValueError(f"{path} is not a checkpoint of this version of orthobook.train; delete it to start afresh")
+    if not isinstance(state, dict) or set(state) != keys:
+        raise ValueError(
+            f"{path} is not a checkpoint of {run}this version of orthobook.train; delete it to start afresh"
+        )
     if len(state["optimizers"]) != len(optimizers):
         raise ValueError(
             f"{path} holds {len(state['optimizers'])} optimizer states, but this run has {len(optimizers)} optimizers"
         )
     if state["step"] > steps:
         raise ValueError(f"the checkpoint {path} holds {state['step']} steps, more than steps={steps}")
-    model.load_state_dict(state["model"])
+    return state
+
+
+def _restore_optimizers_and_rng(
+    state: Mapping[str, Any], optimizers: tuple[torch.optim.Optimizer, ...], device: torch.device
+) -> None:
     for opt, saved in zip(optimizers, state["optimizers"]):
         opt.load_state_dict(saved)
-    generator.set_state(state["generator"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
     if state["cuda_rng"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-    saved = History(**state["history"])
+
+
+def _restore_history(history: History, saved: History) -> None:
     for name in history.probes:
         history.probes[name] = saved.probes.get(name, [])
     for record in saved.records():
         history.append(record)
-    return state["step"]
 
 
 def _json_line(record: Mapping[str, Any]) -> str:
@@ -983,35 +1007,16 @@ def _resume_batch(
     histories: list[History],
     device: torch.device,
 ) -> int:
-    # weights_only=False: probe values may be any picklable Python object. Load only your own runs.
-    state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or set(state) != _BATCH_CHECKPOINT_KEYS:
-        raise ValueError(
-            f"{path} is not a checkpoint of a BatchedElmanRNN run of this version of orthobook.train; "
-            "delete it to start afresh"
-        )
+    state = _load_checkpoint(path, _BATCH_CHECKPOINT_KEYS, "a BatchedElmanRNN run of ", optimizers, steps, device)
     if len(state["histories"]) != len(batch):
         raise ValueError(f"{path} holds {len(state['histories'])} models, but this batch has {len(batch)}")
-    if len(state["optimizers"]) != len(optimizers):
-        raise ValueError(
-            f"{path} holds {len(state['optimizers'])} optimizer states, but this run has {len(optimizers)} optimizers"
-        )
-    if state["step"] > steps:
-        raise ValueError(f"the checkpoint {path} holds {state['step']} steps, more than steps={steps}")
     batch.load_state_dict(state["models"])
-    for opt, saved in zip(optimizers, state["optimizers"]):
-        opt.load_state_dict(saved)
     for generator, saved in zip(generators, state["generators"]):
         generator.set_state(saved.cpu())
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if state["cuda_rng"] is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+    _restore_optimizers_and_rng(state, optimizers, device)
     for history, saved in zip(histories, state["histories"]):
         saved = History(**saved)
-        for name in history.probes:
-            history.probes[name] = saved.probes.get(name, [])
-        for record in saved.records():
-            history.append(record)
+        _restore_history(history, saved)
         history.diverged_at, history.diverged_quantity = saved.diverged_at, saved.diverged_quantity
     return state["step"]
 
