@@ -7,6 +7,7 @@ global matplotlib setting.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -107,7 +108,7 @@ def _smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 
 def plot_curves(
-    histories: Mapping[str, History],
+    histories: Mapping[str, History | Sequence[History]],
     metric: str = "loss",
     *,
     baseline: float | None = None,
@@ -118,8 +119,11 @@ def plot_curves(
 ) -> Axes:
     """Training curves: ``metric`` against the step, one line per labelled run.
 
+    A label that maps to several histories (one per seed, logged at the same steps) is drawn
+    as the median over the seeds with a band from the lowest to the highest seed.
+
     Args:
-        histories: ``label → History``.
+        histories: ``label → History`` or ``label → [History, ...]`` (seeds).
         metric: ``"loss"``, ``"accuracy"`` or ``"grad_norm"``.
         baseline: draw the memoryless baseline as a dashed line.
         ax: axes to draw on (a new figure when ``None``).
@@ -131,10 +135,21 @@ def plot_curves(
         raise ValueError(f"metric must be 'loss', 'accuracy' or 'grad_norm', got {metric!r}")
     ax = _axes(ax)
     with book_style():
-        for label, history in histories.items():
-            values = [np.nan if v is None else v for v in getattr(history, metric)]
-            y = _smooth(values, smooth)
-            ax.plot(np.asarray(history.step[len(history.step) - len(y) :]), y, label=label)
+        for label, runs in histories.items():
+            runs = [runs] if isinstance(runs, History) else list(runs)
+            steps = runs[0].step
+            if any(run.step != steps for run in runs):
+                raise ValueError(f"the seeds of {label!r} are not logged at the same steps")
+            y = np.stack([_smooth([np.nan if v is None else v for v in getattr(run, metric)], smooth) for run in runs])
+            x = np.asarray(steps[len(steps) - y.shape[1] :])
+            if len(runs) == 1:
+                ax.plot(x, y[0], label=label)
+                continue
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a step no seed logged stays a gap
+                median, low, high = np.nanmedian(y, axis=0), np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+            (line,) = ax.plot(x, median, label=f"{label} (median, {len(runs)} seeds)")
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         if baseline is not None:
             ax.axhline(baseline, color="k", linestyle="--", linewidth=1, label="memoryless baseline")
         ax.set_xlabel("training step")

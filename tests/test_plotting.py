@@ -228,3 +228,23 @@ def test_import_changes_no_rcparams():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_plot_curves_draws_the_median_and_band_over_seeds() -> None:
+    import numpy as np
+
+    from orthobook.train import History
+
+    runs = []
+    for k in range(3):
+        history = History()
+        for step in range(4):
+            history.append({"step": step, "loss": float(k + step + 1), "grad_norm": 1.0})
+        runs.append(history)
+    ax = plot_curves({"seeds": runs}, log=False)
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 3.0, 4.0, 5.0])
+    (band,) = ax.collections
+    lows, highs = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert (lows, highs) == (1.0, 6.0)
+    assert "3 seeds" in ax.get_legend_handles_labels()[1][0]
