@@ -21,6 +21,10 @@ from matplotlib.figure import Figure
 from orthobook.train import History
 
 __all__ = [
+    "COLUMN_WIDTH",
+    "LINESTYLES",
+    "MARKERS",
+    "PALETTE",
     "STYLE",
     "book_style",
     "figure",
@@ -33,6 +37,29 @@ __all__ = [
     "plot_singular_values",
 ]
 
+# Okabe & Ito's colour-blind-safe palette (black left out: it is the reference lines' colour),
+# yellow last as it is the faintest on white.
+PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442")
+# One dash pattern per colour, cycled together with it, so that series sharing an axis differ in
+# two ways (and still differ in grey-scale print).
+LINESTYLES: tuple[str | tuple[float, tuple[float, ...]], ...] = (
+    "-",
+    (0, (5, 2)),
+    (0, (1, 1.5)),
+    (0, (6, 2, 1, 2)),
+    (0, (10, 3)),
+    (0, (3, 1.5, 1, 1.5, 1, 1.5)),
+    (0, (8, 2, 2, 2)),
+)
+# The curve plots put these markers on their lines too, spaced along the line (markevery),
+# one per series in the same order.
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X")
+# Width of the book's text column in inches at figure.dpi (about 750 px in the HTML theme):
+# figure() keeps figures within it so that the page shows them at their own size, and the
+# fonts below are the sizes the reader sees (Note [figure sizes and fonts]).
+COLUMN_WIDTH = 7.5
+MIN_ROW_HEIGHT = 2.4
+
 STYLE: dict[str, object] = {
     "figure.figsize": (6.4, 3.6),
     "figure.dpi": 100,
@@ -40,15 +67,60 @@ STYLE: dict[str, object] = {
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.titlesize": 11,
+    "font.size": 10,
+    "axes.titlesize": 10.5,
     "axes.labelsize": 10,
-    "legend.fontsize": 8,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
+    "figure.titlesize": 11,
     "legend.frameon": False,
     "lines.linewidth": 1.6,
-    "axes.prop_cycle": plt.cycler(
-        color=["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#6c4f8c", "#66a182", "#8d96a3", "#2e4057"]
-    ),
+    "lines.markersize": 4.5,
+    "axes.prop_cycle": plt.cycler(color=list(PALETTE), linestyle=list(LINESTYLES)),
 }
+
+
+# Note [figure sizes and fonts]
+# The HTML page shows a figure at figure.dpi pixels per inch unless it is wider than the text
+# column (COLUMN_WIDTH), in which case the browser shrinks it, fonts and all: a 13-inch figure
+# of three panels ends up with 5-pixel legends. figure() therefore lays out at most two panels
+# a row (more are wrapped onto further rows) and scales a figure wider than the column down to
+# it before anything is drawn, so matplotlib lays out the text at its real size (9 pt ticks and
+# legends, 10 pt labels). Inside a notebook, book_style also makes the figures high-density
+# PNGs (IPython's "retina" format: twice the pixels, shown at the same size), so that they are
+# sharp on high-density screens (Note [retina figures]).
+
+# Note [retina figures]
+# IPython turns a figure into an output through the formatters of its display system; the
+# inline backend registers plain PNG ones when it is loaded, which happens at the first pyplot
+# figure of a kernel (inside book_style). book_style sets the inline backend's figure_formats to
+# {"retina"} (so that loading the backend registers retina PNGs) and registers them itself (so
+# that a backend already loaded does too). The PNG output carries its display width and height
+# in its metadata, which myst-nb writes into the page's <img>. Outside IPython nothing happens.
+
+
+def _retina_figures() -> None:
+    """Make IPython display figures as high-density PNGs (Note [retina figures])."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    try:
+        from matplotlib_inline.backend_inline import InlineBackend
+    except ImportError:
+        kwargs: dict[str, object] = {"bbox_inches": "tight"}
+    else:
+        config = InlineBackend.instance(parent=shell)
+        if config.figure_formats != {"retina"}:
+            config.figure_formats = {"retina"}
+        kwargs = dict(config.print_figure_kwargs)
+    select_figure_formats(shell, {"retina"}, **kwargs)
 
 
 # Note [interactive flag and the inline backend]
@@ -65,7 +137,10 @@ def book_style() -> Iterator[None]:
 
     Every setting is restored on exit except the interactive flag, which a backend loaded
     inside the block may have switched on (Note [interactive flag and the inline backend]).
+    In an IPython kernel it also makes figures display as high-density PNGs
+    (Note [retina figures]).
     """
+    _retina_figures()
     with plt.rc_context(STYLE):
         try:
             yield
@@ -75,10 +150,44 @@ def book_style() -> Iterator[None]:
 
 
 def figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 3.6) -> tuple[Figure, np.ndarray]:
-    """A new figure in the book's style with an array of ``nrows × ncols`` axes."""
+    """A new figure in the book's style with ``nrows × ncols`` axes, at most two a row.
+
+    The panels keep their order (row by row): with ``ncols > 2`` they are wrapped onto rows of
+    two and an unused last axes is removed, so a panel with a legend is never narrower than
+    half the column. A figure wider than the text column (:data:`COLUMN_WIDTH` inches) is
+    scaled down to it, heights in proportion but each row at least :data:`MIN_ROW_HEIGHT`
+    inches, so that the page shows it at its own size and its fonts at the sizes of
+    :data:`STYLE` (Note [figure sizes and fonts]).
+
+    Args:
+        ncols: panels a row asked for.
+        nrows: rows asked for.
+        width: width in inches of the requested layout.
+        height: height in inches of the requested layout.
+
+    Returns:
+        The figure and the ``nrows * ncols`` axes as a flat array, row by row.
+
+    Raises:
+        ValueError: ``ncols``/``nrows`` below 1 or a size that is not positive.
+    """
+    if ncols < 1 or nrows < 1:
+        raise ValueError(f"ncols and nrows must be at least 1, got ncols={ncols}, nrows={nrows}")
+    if not (width > 0 and height > 0):
+        raise ValueError(f"width and height must be positive, got width={width}, height={height}")
+    panels = ncols * nrows
+    cols = min(ncols, 2)
+    rows = -(-panels // cols)
+    width_out = width * cols / ncols
+    row_height = height / nrows
+    scale = min(1.0, COLUMN_WIDTH / width_out)
+    size = (width_out * scale, rows * max(row_height * scale, min(MIN_ROW_HEIGHT, row_height)))
     with book_style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained")
-    return fig, axes.ravel()
+        fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
+    axes = axes.ravel()
+    for extra in axes[panels:]:
+        extra.remove()
+    return fig, axes[:panels]
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -92,6 +201,11 @@ def _finish(ax: Axes, log: bool, title: str | None) -> None:
     if title:
         ax.set_title(title)
     ax.legend()
+
+
+def _marks(index: int) -> dict[str, object]:
+    """The marker of the ``index``-th series of a curve plot, a few along the line."""
+    return {"marker": MARKERS[index % len(MARKERS)], "markevery": 0.1}
 
 
 def _numpy(values: torch.Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
@@ -135,7 +249,7 @@ def plot_curves(
         raise ValueError(f"metric must be 'loss', 'accuracy' or 'grad_norm', got {metric!r}")
     ax = _axes(ax)
     with book_style():
-        for label, runs in histories.items():
+        for index, (label, runs) in enumerate(histories.items()):
             runs = [runs] if isinstance(runs, History) else list(runs)
             steps = runs[0].step
             if any(run.step != steps for run in runs):
@@ -143,15 +257,15 @@ def plot_curves(
             y = np.stack([_smooth([np.nan if v is None else v for v in getattr(run, metric)], smooth) for run in runs])
             x = np.asarray(steps[len(steps) - y.shape[1] :])
             if len(runs) == 1:
-                ax.plot(x, y[0], label=label)
+                ax.plot(x, y[0], label=label, **_marks(index))
                 continue
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a step no seed logged stays a gap
                 median, low, high = np.nanmedian(y, axis=0), np.nanmin(y, axis=0), np.nanmax(y, axis=0)
-            (line,) = ax.plot(x, median, label=f"{label} (median, {len(runs)} seeds)")
+            (line,) = ax.plot(x, median, label=f"{label} (median, {len(runs)} seeds)", **_marks(index))
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         if baseline is not None:
-            ax.axhline(baseline, color="k", linestyle="--", linewidth=1, label="memoryless baseline")
+            ax.axhline(baseline, color="0.25", linestyle="--", linewidth=1, label="memoryless baseline")
         ax.set_xlabel("training step")
         ax.set_ylabel({"loss": "loss", "accuracy": "accuracy", "grad_norm": "gradient norm ‖∇θ L‖"}[metric])
         _finish(ax, log, title)
@@ -183,11 +297,11 @@ def plot_probe(
     """
     ax = _axes(ax)
     with book_style():
-        for label, history in histories.items():
+        for index, (label, history) in enumerate(histories.items()):
             if name not in history.probes:
                 raise KeyError(f"history {label!r} has no probe {name!r}; it has {sorted(history.probes)}")
             steps, values = zip(*history.probes[name]) if history.probes[name] else ((), ())
-            ax.plot(np.asarray(steps, dtype=float), np.asarray(values, dtype=float), marker=".", label=label)
+            ax.plot(np.asarray(steps, dtype=float), np.asarray(values, dtype=float), label=label, **_marks(index))
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         _finish(ax, log, title)
@@ -213,10 +327,10 @@ def plot_gradient_norms(
     """
     ax = _axes(ax)
     with book_style():
-        for label, values in norms.items():
+        for index, (label, values) in enumerate(norms.items()):
             y = _numpy(values)
             x = np.arange(len(y))
-            ax.plot(x, y[::-1] if lag_axis else y, label=label)
+            ax.plot(x, y[::-1] if lag_axis else y, label=label, **_marks(index))
         ax.set_xlabel("lag T − t (steps back from the loss)" if lag_axis else "time step t")
         ax.set_ylabel("‖∂L/∂h_t‖")
         _finish(ax, log, title)
@@ -230,15 +344,34 @@ def plot_singular_values(
     bins: int = 40,
     title: str | None = None,
 ) -> Axes:
-    """Histograms of singular values, one per label (e.g. per training step)."""
+    """Histograms of singular values, one per label (e.g. per training step).
+
+    The histograms share their bins (over the range of all values) and are drawn as outlines in
+    the colours and line styles of the book's cycle, so that none hides another.
+
+    Args:
+        values: ``label → (n,)`` singular values.
+        ax: axes to draw on (a new figure when ``None``).
+        bins: number of bins.
+        title: axes title.
+    """
     ax = _axes(ax)
+    arrays = {label: _numpy(s).reshape(-1) for label, s in values.items()}
+    everything = np.concatenate(list(arrays.values())) if arrays else np.zeros(0)
+    edges = np.histogram_bin_edges(everything, bins=bins)
     with book_style():
-        for label, s in values.items():
-            ax.hist(_numpy(s), bins=bins, alpha=0.55, label=label)
+        for (label, s), style in zip(arrays.items(), _cycle()):
+            ax.hist(s, bins=edges, histtype="step", linewidth=1.8, label=label, **style)
         ax.set_xlabel("singular value σ_i")
         ax.set_ylabel("count")
         _finish(ax, False, title)
     return ax
+
+
+def _cycle() -> Iterator[dict[str, object]]:
+    """The book's colour and line-style pairs, repeated without end."""
+    while True:
+        yield from STYLE["axes.prop_cycle"]  # type: ignore[misc]
 
 
 def _as_array(values: torch.Tensor | np.ndarray | Sequence[float], name: str, ndim: int) -> np.ndarray:

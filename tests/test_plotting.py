@@ -17,6 +17,11 @@ import torch  # noqa: E402
 
 import orthobook.plotting  # noqa: E402
 from orthobook.plotting import (  # noqa: E402
+    COLUMN_WIDTH,
+    LINESTYLES,
+    MARKERS,
+    MIN_ROW_HEIGHT,
+    PALETTE,
     STYLE,
     book_style,
     figure,
@@ -152,15 +157,23 @@ def test_plot_probe_missing_probe_is_named():
 # plot_singular_values -----------------------------------------------------------------------------
 
 
-def test_plot_singular_values_histograms():
+def test_plot_singular_values_histograms_share_bins_and_do_not_hide_each_other():
     values = {"step 0": torch.ones(16), "step 100": torch.linspace(0.5, 1.5, 16)}
     ax = plot_singular_values(values, bins=10, title="spectrum")
-    assert len(ax.patches) == 2 * 10
     assert ax.get_xlabel() == "singular value σ_i"
     assert ax.get_ylabel() == "count"
     assert ax.get_title() == "spectrum"
     assert _legend_texts(ax) == list(values)
-    assert sum(patch.get_height() for patch in ax.patches[10:]) == 16
+    edges = np.histogram_bin_edges(torch.cat(list(values.values())).numpy(), bins=10)
+    outlines = ax.patches
+    assert len(outlines) == 2, "one outline (histtype='step') per series"
+    for patch, s in zip(outlines, values.values()):
+        assert not patch.get_fill()
+        xy = patch.get_xy()
+        np.testing.assert_allclose([xy[:, 0].min(), xy[:, 0].max()], [edges[0], edges[-1]])
+        assert xy[:, 1].max() == np.histogram(s.numpy(), bins=edges)[0].max()
+    assert outlines[0].get_linestyle() != outlines[1].get_linestyle()
+    assert outlines[0].get_edgecolor() != outlines[1].get_edgecolor()
 
 
 # Style --------------------------------------------------------------------------------------------
@@ -203,10 +216,81 @@ def test_style_is_applied_inside_book_style():
         assert matplotlib.rcParams["axes.grid"] is True
         assert matplotlib.rcParams["axes.spines.top"] is False
         assert list(matplotlib.rcParams["axes.prop_cycle"]) == list(STYLE["axes.prop_cycle"])
-    fig, axes = figure(3, 2, width=9.0, height=5.0)
+    fig, axes = figure(2, 3, width=7.0, height=6.0)
     assert axes.shape == (6,)
-    np.testing.assert_array_equal(fig.get_size_inches(), [9.0, 5.0])
+    np.testing.assert_array_equal(fig.get_size_inches(), [7.0, 6.0])
     assert not axes[0].spines["top"].get_visible(), "the book's style reaches the axes"
+
+
+def test_palette_line_styles_and_markers_are_distinct_and_cycle_together():
+    """Series sharing an axis differ in colour and in dash pattern (and, in the curve plots, marker)."""
+    assert len(set(PALETTE)) == len(PALETTE) == len(set(map(str, LINESTYLES))) == len(set(MARKERS))
+    assert list(STYLE["axes.prop_cycle"]) == [{"color": c, "linestyle": ls} for c, ls in zip(PALETTE, LINESTYLES)]
+    norms = {f"series {k}": [1.0, 2.0, 3.0] for k in range(len(PALETTE))}
+    ax = plot_gradient_norms(norms)
+    lines = ax.get_lines()
+    colours = [matplotlib.colors.to_hex(line.get_color()) for line in lines]
+    assert colours == [c.lower() for c in PALETTE]
+    assert [line.get_marker() for line in lines] == list(MARKERS)
+    assert len({str(line._dash_pattern) for line in lines}) == len(lines)
+
+
+def test_plot_curves_series_differ_in_colour_dashes_and_marker():
+    ax = plot_curves(_histories())
+    first, second = ax.get_lines()
+    assert first.get_color() != second.get_color()
+    assert first._dash_pattern != second._dash_pattern
+    assert first.get_marker() != second.get_marker()
+
+
+def test_figure_wraps_more_than_two_panels_a_row_onto_further_rows():
+    fig, axes = figure(ncols=3, width=13)
+    assert axes.shape == (3,) and len(fig.axes) == 3
+    rows = [ax.get_subplotspec().rowspan.start for ax in axes]
+    cols = [ax.get_subplotspec().colspan.start for ax in axes]
+    assert (rows, cols) == ([0, 0, 1], [0, 1, 0])
+    assert fig.get_size_inches()[0] <= COLUMN_WIDTH
+
+
+@pytest.mark.parametrize(("ncols", "width", "height"), [(2, 11.0, 4.6), (2, 12.8, 4.0), (1, 9.0, 3.6)])
+def test_figure_wider_than_the_column_is_scaled_to_it(ncols, width, height):
+    fig, axes = figure(ncols=ncols, width=width, height=height)
+    w, h = fig.get_size_inches()
+    assert w == pytest.approx(COLUMN_WIDTH)
+    assert h == pytest.approx(max(height * COLUMN_WIDTH / width, MIN_ROW_HEIGHT))
+
+
+def test_figure_within_the_column_keeps_its_size():
+    fig, _ = figure(width=6.4, height=3.6)
+    np.testing.assert_array_equal(fig.get_size_inches(), [6.4, 3.6])
+
+
+@pytest.mark.parametrize("kwargs", [{"ncols": 0}, {"nrows": 0}, {"width": 0.0}, {"height": -1.0}])
+def test_figure_bad_layout(kwargs):
+    with pytest.raises(ValueError, match="must be"):
+        figure(**kwargs)
+
+
+@pytest.mark.slow
+def test_figures_display_as_retina_png_in_ipython():
+    """Inside IPython, a book figure displays as a PNG with twice the pixels of its display size."""
+    code = (
+        "import matplotlib; matplotlib.use('Agg')\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance()\n"
+        "from orthobook.plotting import figure\n"
+        "fig, (ax,) = figure(width=6.4, height=3.6)\n"
+        "ax.plot([0, 1], [0, 1])\n"
+        "data, metadata = shell.display_formatter.format(fig)\n"
+        "import base64, struct\n"
+        "png = base64.b64decode(data['image/png'])\n"
+        "width, height = struct.unpack('>II', png[16:24])\n"
+        "shown = metadata['image/png']\n"
+        "assert (width // 2, height // 2) == (shown['width'], shown['height']), (width, height, shown)\n"
+        "assert 600 <= shown['width'] <= 660, shown\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_module_body_changes_no_rcparams():
