@@ -14,7 +14,7 @@ import torch
 
 from orthobook import _checks
 
-__all__ = ["pick_device", "seed_everything", "deterministic", "generator", "run_mode"]
+__all__ = ["pick_device", "seed_everything", "seeds", "deterministic", "generator", "run_mode"]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -61,6 +61,23 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def seeds(seed: int, count: int) -> list[int]:
+    """The ``count`` seeds of a chapter's multi-seed experiment for its ``seed`` parameter.
+
+    Different values of ``seed`` give disjoint sets (``seed = 1`` reruns a chapter on seeds the
+    stored run did not use), each experiment of a chapter uses the same set.
+
+    Example:
+        >>> seeds(0, 5), seeds(1, 5)
+        ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"count must be a positive int, got {count!r}")
+    return list(range(seed * count, (seed + 1) * count))
 
 
 def deterministic(enabled: bool = True) -> None:

@@ -190,3 +190,13 @@ def test_bad_device_name_is_a_value_error():
 def test_generator_rejects_negative_seed():
     with pytest.raises(ValueError, match="seed must be non-negative"):
         generator(-1)
+
+
+def test_seeds_of_two_chapter_seeds_are_disjoint() -> None:
+    from orthobook.device import seeds
+
+    assert seeds(0, 5) == [0, 1, 2, 3, 4]
+    assert set(seeds(1, 20)).isdisjoint(seeds(0, 20)) and len(seeds(3, 20)) == 20
+    for bad in ((-1, 5), (0, 0), (1.0, 5), (True, 5)):
+        with pytest.raises(ValueError):
+            seeds(*bad)
