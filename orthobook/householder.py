@@ -15,6 +15,8 @@ Note [compact WY].
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from orthobook import _checks
@@ -399,6 +401,75 @@ def _reflector_onto_axis(x: torch.Tensor) -> torch.Tensor | None:
     head = -tail2 / (x[0] + norm) if x[0] > 0 else x[0] - norm
     u = torch.cat([head.reshape(1), x[1:]])
     return u / torch.linalg.vector_norm(u)
+
+
+# Note [WY backward]
+# ~~~~~~~~~~~~~~~~~~
+# A training step of householder_svd builds Q[:, :p] = I[:, :p] − X V[:p]ᵀ, X = V S⁻¹, for
+# both factors and backpropagates through it. Autograd's backward of that graph takes five
+# GEMMs and a triangular solve, and allocates a dozen (n, k) and (k, k) temporaries (the
+# transposes, the triu/diagonal pieces of S, the sums of partial gradients), which on a CPU
+# cost as much as the products at n ≥ 128. The gradient has a closed form with four GEMMs.
+# With Ḡ = ∂L/∂Q[:, :p] (n, p):
+#
+#     dQ = −dX V[:p]ᵀ − X dV[:p]ᵀ,   dX = dV S⁻¹ − X dS S⁻¹,   dS = A(dVᵀV + VᵀdV),
+#
+# where A keeps the strict upper triangle and halves the diagonal (a self-adjoint mask). So
+# ∂L/∂X = −Ḡ V[:p], and with Z = Ḡ V[:p] S⁻ᵀ (one triangular solve) and M = Xᵀ Z,
+#
+#     ∂L/∂V = V (N + Nᵀ) − Z − [Ḡᵀ X; 0],   N = A(M),  N + Nᵀ = triu(M) + striu(M)ᵀ,
+#
+# the last term filling the first p rows. The vectors enter unnormalised (S = striu(VᵀV) +
+# ½ diag(VᵀV), Eq. (hh-wy) for any scale): the hot path skips the scaling of Note [compact
+# WY], which only matters for vectors near 1e±19 in float32, far from where a parametrization's
+# vectors live (a Gaussian start; the gradient of Q is orthogonal to each u_i, so steps grow
+# ‖u_i‖ only at second order). tests/test_householder.py checks the values against the
+# reflectors one by one and the gradient by gradcheck in float64.
+
+
+class _ThinWY(torch.autograd.Function):
+    """``Q[:, :p] = I[:, :p] − X V[:p]ᵀ``, ``X = V S⁻¹``, with the backward of Note [WY backward]."""
+
+    @staticmethod
+    def forward(V: torch.Tensor, p: int) -> torch.Tensor:
+        G = V.mT @ V
+        S = G.triu() - 0.5 * torch.diag_embed(torch.diagonal(G, dim1=-2, dim2=-1))
+        X = torch.linalg.solve_triangular(S, V, upper=True, left=False)
+        eye = torch.eye(V.shape[-2], p, dtype=V.dtype, device=V.device)
+        return eye - X @ V[..., :p, :].mT, S, X
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        V, p = inputs
+        _, S, X = output
+        ctx.p = p
+        ctx.save_for_backward(V, S, X)
+        ctx.mark_non_differentiable(S, X)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor, *_: object) -> tuple[torch.Tensor, None]:
+        if torch.is_grad_enabled():  # create_graph=True: this backward is not differentiable
+            raise RuntimeError(
+                "householder_svd's hand-written backward (Note [WY backward]) has no second "
+                "derivative; differentiate householder.householder_product twice instead"
+            )
+        V, S, X = ctx.saved_tensors
+        p = ctx.p
+        Z = torch.linalg.solve_triangular(S.mT, grad @ V[..., :p, :], upper=False, left=False)
+        M = X.mT @ Z
+        grad_V = V @ (M.triu() + M.triu(1).mT)
+        grad_V -= Z
+        grad_V[..., :p, :] -= grad.mT @ X
+        return grad_V, None
+
+
+def _thin_product(V: torch.Tensor, p: int) -> torch.Tensor:
+    """``Q[:, :p]`` of ``Q = H(u₁) … H(u_k)`` for the training hot path (Note [WY backward]).
+
+    Internal: no argument checks, no scaling of the vectors, a hand-written backward.
+    ``V``: (..., n, k) non-zero vectors as columns; ``1 ≤ p ≤ n``; returns (..., n, p).
+    """
+    return _ThinWY.apply(V, p)[0]
 
 
 def _check_vectors(V: object, name: str) -> None:

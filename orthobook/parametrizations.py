@@ -37,7 +37,7 @@ from torch.nn.utils import parametrize
 
 from orthobook import _checks
 from orthobook import init as _init
-from orthobook.householder import householder_product, recover_reflectors
+from orthobook.householder import _thin_product, householder_product, recover_reflectors
 from orthobook.stiefel import StiefelParameter, reorthonormalize
 
 __all__ = [
@@ -266,7 +266,8 @@ class _HouseholderSVD(_Parametrization):
         self.reflectors = reflectors
 
     def forward(self, U_vectors: torch.Tensor, V_vectors: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        return householder_svd_matrix(U_vectors, V_vectors, self.singular_values(p))
+        # Checked once, when registered; each forward skips the checks (Note [WY backward]).
+        return _householder_svd_matrix(U_vectors, V_vectors, self.singular_values(p))
 
     def singular_values(self, p: torch.Tensor) -> torch.Tensor:
         return margin_singular_values(p, self.margin)
@@ -390,11 +391,14 @@ def householder_svd_matrix(
     ``r = len(s)`` columns are built, in the compact WY form (Book: Eq. (hh-svd),
     Eq. (hh-wy)). :func:`householder_svd` builds its tensor with it, ``s`` from the margin
     map (Book: Eq. (hh-margin)). Zero vectors are not looked for (that would synchronise the
-    device at every forward pass): one makes ``W`` NaN.
+    device at every forward pass): one makes ``W`` NaN. The vectors are used as they are,
+    not rescaled, and the backward pass is hand-written (householder.py, Note [WY backward]):
+    the cheaper form for training; :func:`~orthobook.householder.householder_product` rescales
+    them first, for vectors of extreme scale.
 
     Args:
         U_vectors: (out, k) floating-point tensor, the non-zero vectors ``u₁ … u_k`` as
-            columns, of any scale.
+            columns, of any scale whose squared norm neither overflows nor underflows.
         V_vectors: (in, j) the vectors ``v₁ … v_j``, same dtype.
         s: (r,) the singular values, same dtype, ``1 ≤ r ≤ min(out, in)``.
 
@@ -416,9 +420,15 @@ def householder_svd_matrix(
         (torch.Size([4, 3]), True)
     """
     _check_householder_svd_arguments(U_vectors, V_vectors, s)
+    return _householder_svd_matrix(U_vectors, V_vectors, s)
+
+
+def _householder_svd_matrix(U_vectors: torch.Tensor, V_vectors: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """:func:`householder_svd_matrix` without the checks: the forward pass of householder_svd,
+    with the thin WY products of householder.Note [WY backward]."""
     r = s.shape[0]
-    U = householder_product(U_vectors, columns=r, check=False)  # Eq. (hh-wy)
-    V = householder_product(V_vectors, columns=r, check=False)
+    U = _thin_product(U_vectors, r)  # Eq. (hh-wy)
+    V = _thin_product(V_vectors, r)
     return (U * s) @ V.mT
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orthobook.householder import (
+    _thin_product,
     apply_reflectors,
     fit_reflectors,
     householder_product,
@@ -211,6 +212,54 @@ def test_product_gradcheck() -> None:
     assert torch.autograd.gradcheck(lambda V: householder_product(V, columns=2), (V,))
     square = gaussian(3, 3, seed=8).requires_grad_()
     assert torch.autograd.gradcheck(householder_product, (square,))
+
+
+# The hot path of householder_svd: unscaled vectors, hand-written backward (Note [WY backward])
+
+THIN_CASES = [(1, 1, 1), (6, 6, 6), (7, 3, 2), (5, 5, 3), (4, 6, 4), (6, 2, 6)]  # (n, k, p)
+
+
+@pytest.mark.parametrize(("n", "k", "p"), THIN_CASES)
+def test_hot_path_thin_product_matches_reflectors_one_at_a_time(n: int, k: int, p: int) -> None:
+    V = gaussian(n, k, seed=n + 10 * k + 100 * p)
+    assert torch.allclose(_thin_product(V, p), naive_product(V)[:, :p], rtol=0, atol=tol(n, F64))
+
+
+@pytest.mark.parametrize(("n", "k", "p"), THIN_CASES)
+def test_hot_path_backward_equals_autograd_through_the_wy_form(n: int, k: int, p: int) -> None:
+    """Note [WY backward] against autograd on the same unscaled Eq. (hh-wy) graph."""
+    V = gaussian(n, k, seed=n + k + p).requires_grad_()
+    weight = gaussian(n, p, seed=7)
+    (grad,) = torch.autograd.grad((_thin_product(V, p) * weight).sum(), V)
+    X = torch.linalg.solve_triangular(wy_matrix(V), V, upper=True, left=False)
+    Q = torch.eye(n, p, dtype=F64) - X @ V[:p].T
+    (expected,) = torch.autograd.grad((Q * weight).sum(), V)
+    assert torch.allclose(grad, expected, rtol=0, atol=tol(n * n, F64) * (1 + expected.abs().max().item()))
+
+
+@pytest.mark.parametrize(("n", "k", "p"), THIN_CASES)
+def test_hot_path_gradcheck(n: int, k: int, p: int) -> None:
+    V = gaussian(n, k, seed=3).requires_grad_()
+    assert torch.autograd.gradcheck(lambda V: _thin_product(V, p), (V,))
+
+
+def test_hot_path_of_a_batch_is_each_item_and_passes_gradcheck() -> None:
+    V = gaussian(3, 5, 4, seed=4).requires_grad_()
+    Q = _thin_product(V, 3)
+    for i in range(3):
+        assert torch.allclose(Q[i], naive_product(V[i].detach())[:, :3], rtol=0, atol=tol(5, F64))
+    assert torch.autograd.gradcheck(lambda V: _thin_product(V, 3), (V,))
+
+
+def test_hot_path_refuses_a_second_derivative() -> None:
+    V = gaussian(4, 4, seed=5).requires_grad_()
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad(_thin_product(V, 4).sum(), V, create_graph=True)
+
+
+def test_hot_path_keeps_the_device_of_v() -> None:
+    V = torch.empty(5, 3, device="meta")
+    assert _thin_product(V, 2).device.type == "meta"
 
 
 def test_zero_reflector_vector_is_a_clear_error() -> None:
