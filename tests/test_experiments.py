@@ -1,0 +1,262 @@
+"""orthobook.experiments: the registry, the results store (hash refusal), runs with model
+selection and resume after a kill, the command line, and both sweep backends (local without
+Ray importable, Ray on a local instance) on the tiny configuration ``smoke-copy``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from orthobook.experiments import REGISTRY, StaleResult, Store, get, parse_budget, run_group, select
+from orthobook.experiments import runner as runner_module
+from orthobook.experiments.build import build_model, build_optimizers, build_tasks, NotRunnable
+from orthobook.experiments.cli import main, parse_seeds
+from orthobook.experiments.config import Deviation, Experiment
+from orthobook.experiments.report import comparison_rows, faithfulness_rows, verdict
+from orthobook.experiments.sweep import groups, sweep
+from orthobook.mnist import MNISTArrays, load_mnist_slice
+from orthobook.optim import CayleySGD
+
+SMOKE = get("smoke-copy")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_registry_holds_every_headline_experiment_of_the_issue() -> None:
+    expected = [
+        *(f"vorontsov2017-copy-T{T}-m{m}" for T in (200, 500, 1000, 10000) for m in ("0", "0.001", "0.01", "0.1", "1", "none")),
+        *(f"vorontsov2017-{t}-{k}" for t in ("smnist", "pmnist") for k in ("m0", "m0.001", "m0.01", "m0.1", "m1", "mnone", "mnone-glorot", "lstm")),
+        "vorontsov2017-adding-T200-m0.1", "vorontsov2017-ptb-char",
+        "zhang2018-smnist-spectral", "zhang2018-smnist-ornn", "zhang2018-smnist-lstm", "zhang2018-adding-spectral", "zhang2018-copy-spectral",
+        *(f"hu2018-adding-T{T}-{m}" for T in (200, 300, 400) for m in ("rin", "irnn", "lstm")),
+        *(f"hu2018-{t}-{m}" for t in ("smnist", "pmnist") for m in ("rin", "irnn", "lstm")),
+        *(f"orhan2020-{t}-{i}" for t in ("copy", "psmnist") for i in ("chain", "fbchain", "orthogonal", "identity")),
+        "orhan2020-ptb-char",
+    ]  # fmt: skip
+    assert not [name for name in expected if name not in REGISTRY]
+    for e in REGISTRY.values():
+        assert e.reported and all(r.source for r in e.reported), e.name
+        assert e.sources, e.name
+    hashes = [e.config_hash() for e in REGISTRY.values()]
+    assert len(set(hashes)) == len(hashes)
+
+
+def test_the_papers_hyperparameters_as_checked_against_the_released_code() -> None:
+    orhan = get("orhan2020-copy-chain")
+    assert (orhan.lr, orhan.batch_size, orhan.clip, orhan.hidden_size, orhan.init_scale) == (1e-4, 16, 10.0, 100, 1.02)
+    assert orhan.T + 2 * orhan.n_copy == 500 and orhan.early_stop_loss == 0.0025
+    zhang = get("zhang2018-smnist-spectral")
+    assert (zhang.reflectors, zhang.margin, zhang.batch_size, zhang.split) == (16, 0.01, 128, "pooled 80/20")
+    assert zhang.paper_value("lr_decay") == 0.99 and zhang.lr_decay is None  # a stated deviation
+
+
+def test_the_hash_covers_the_run_settings_and_not_the_notes() -> None:
+    changed_note = dataclasses.replace(SMOKE, title="other words", deviations=(Deviation("lr", 1.0, "why"),))
+    assert changed_note.config_hash() == SMOKE.config_hash()
+    assert dataclasses.replace(SMOKE, lr=2e-2).config_hash() != SMOKE.config_hash()
+
+
+def test_configurations_are_checked() -> None:
+    with pytest.raises(ValueError, match="task"):
+        dataclasses.replace(SMOKE, task="sorting")
+    with pytest.raises(ValueError, match="unknown field"):
+        dataclasses.replace(SMOKE, deviations=(Deviation("learning_rate", 1, "x"),))
+    with pytest.raises(ValueError, match="margin"):
+        dataclasses.replace(SMOKE, margin=None)  # spectrum_lr_over_2m needs m > 0
+
+
+def test_budgets_and_seeds_parse() -> None:
+    assert parse_budget("500steps").steps == 500
+    assert parse_budget("10m").seconds == 600 and parse_budget("2h").seconds == 7200
+    both = parse_budget("100steps+30s")
+    assert (both.steps, both.seconds) == (100, 30.0)
+    assert parse_seeds("0-2") == [0, 1, 2] and parse_seeds("4,1") == [4, 1] and parse_seeds("2") == [0, 1]
+    for bad in ("ten minutes", "0steps"):
+        with pytest.raises(ValueError, match="budget"):
+            parse_budget(bad)
+    with pytest.raises(ValueError, match="seeds"):
+        parse_seeds("1,1")
+
+
+def test_vorontsov_optimizers_geodesic_sgd_on_frames_and_spectrum_at_lr_over_2m() -> None:
+    e = get("vorontsov2017-copy-T200-m0.1")
+    task = build_tasks(e, torch.device("cpu")).train
+    model = build_model(dataclasses.replace(e, hidden_size=8), task, 0)
+    frames, rest = build_optimizers(e, [model])
+    assert isinstance(frames, CayleySGD) and frames.param_groups[0]["lr"] == e.frame_lr
+    assert isinstance(rest, torch.optim.RMSprop)
+    assert [g["lr"] for g in rest.param_groups] == [e.lr, e.lr / (2 * e.margin)]
+    assert rest.param_groups[0]["weight_decay"] == 1e-4
+
+
+def test_ptb_is_recorded_but_refused_with_the_reason() -> None:
+    with pytest.raises(NotRunnable, match="language-model"):
+        build_tasks(get("orhan2020-ptb-char"), torch.device("cpu"))
+
+
+def test_mnist_splits_of_the_papers() -> None:
+    images, labels = load_mnist_slice()
+    arrays = MNISTArrays(images[:600], labels[:600], images[600:], labels[600:])
+    pooled = build_tasks(get("zhang2018-smnist-spectral"), torch.device("cpu"), mnist_source=arrays)
+    assert (len(pooled.train), len(pooled.test)) == (800, 200)
+    held_out = build_tasks(get("vorontsov2017-smnist-m0.1"), torch.device("cpu"), mnist_source=arrays)
+    assert (len(held_out.train), len(held_out.validation), len(held_out.test)) == (500, 100, 400)
+    assert held_out.train.inputs.shape[1:] == (784, 1)
+
+
+def test_a_run_writes_its_store_and_selects_the_best_validation_model(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    summaries = run_group(SMOKE, [0, 1], store, progress=False)
+    for seed, summary in zip([0, 1], summaries):
+        assert summary["seed"] == seed and summary["steps"] == SMOKE.steps and summary["complete"]
+        assert summary["config_hash"] == SMOKE.config_hash() and summary["batched_with"] == [0, 1]
+        for key in ("device_name", "torch", "orthobook", "git_commit", "wall_time_s", "budget"):
+            assert key in summary
+        evals = store.log(SMOKE, seed, "eval")
+        assert [r["step"] for r in evals] == list(range(SMOKE.eval_every, SMOKE.steps + 1, SMOKE.eval_every))
+        best = min(evals, key=lambda r: r["loss"])
+        assert summary["selected"]["step"] == best["step"]
+        steps = [r["step"] for r in store.log(SMOKE, seed)]
+        assert steps == sorted(set(steps)) and steps[-1] < SMOKE.steps
+    assert summaries[0]["metrics"] != summaries[1]["metrics"]  # two seeds, two runs
+
+
+def test_a_summary_of_other_settings_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    run_group(SMOKE, [0], store, budget=parse_budget("20steps"), progress=False)
+    path = store.run_dir(SMOKE, 0) / "summary.json"
+    summary = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(summary, config_hash="0" * 16)))
+    with pytest.raises(StaleResult, match="Delete"):
+        store.summaries(SMOKE)
+    with pytest.raises(StaleResult):
+        run_group(SMOKE, [0], store, progress=False)
+    changed = dataclasses.replace(SMOKE, lr=5e-3)
+    path.write_text(json.dumps(summary))
+    with pytest.raises(StaleResult):
+        store.summary(changed, 0)
+
+
+def test_a_killed_run_resumes_where_it_stopped_and_ends_as_an_unbroken_one(tmp_path, monkeypatch) -> None:
+    unbroken = run_group(SMOKE, [0, 1], Store(tmp_path / "a"), progress=False)
+    real_train, calls = runner_module.train, []
+
+    def killed_after_two_chunks(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill between two chunks
+        calls.append(args[3])
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "train", killed_after_two_chunks)
+    store = Store(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        run_group(SMOKE, [0, 1], store, progress=False)
+    assert store.summary(SMOKE, 0) is None and calls == [20, 40]
+    resumed_goals = []
+    monkeypatch.setattr(runner_module, "train", lambda *a, **k: resumed_goals.append(a[3]) or real_train(*a, **k))
+    resumed = run_group(SMOKE, [0, 1], store, progress=False)
+    assert resumed_goals == [60]  # only the unfinished chunk
+    for a, b in zip(unbroken, resumed):
+        assert a["metrics"] == b["metrics"] and a["selected"] == b["selected"]
+    assert store.log(SMOKE, 0) == Store(tmp_path / "a").log(SMOKE, 0)
+    monkeypatch.setattr(runner_module, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert run_group(SMOKE, [0, 1], store, progress=False) == resumed
+
+
+def test_seeds_batched_or_one_by_one_give_the_same_runs(tmp_path: Path) -> None:
+    batched = run_group(SMOKE, [0, 1], Store(tmp_path / "a"), budget=parse_budget("20steps"), progress=False)
+    single = run_group(SMOKE, [0, 1], Store(tmp_path / "b"), budget=parse_budget("20steps"), batch=False, progress=False)
+    for a, b in zip(batched, single):
+        assert a["batched_with"] == [0, 1] and b["batched_with"] == [b["seed"]]
+        assert a["metrics"]["test_loss"] == pytest.approx(b["metrics"]["test_loss"], rel=1e-4)
+
+
+def test_groups_split_seeds_over_workers_and_keep_lstms_apart() -> None:
+    assert groups([SMOKE], [0, 1, 2, 3], 2, True) == [(SMOKE, [0, 2]), (SMOKE, [1, 3])]
+    lstm = get("hu2018-adding-T200-lstm")
+    assert groups([lstm], [0, 1], 4, True) == [(lstm, [0]), (lstm, [1])]
+
+
+def test_verdicts() -> None:
+    reported = get("zhang2018-smnist-spectral").reported[0]
+    summary = {"complete": True, "steps": 10, "paper_steps": 10, "metrics": {"test_accuracy": 0.976}}
+    near = [dict(summary, metrics={"test_accuracy": v}) for v in (0.975, 0.977, 0.976)]
+    far = [dict(summary, metrics={"test_accuracy": v}) for v in (0.90, 0.91, 0.905)]
+    assert verdict(reported, near)[0] == "agrees"
+    assert verdict(reported, far)[0] == "disagrees"
+    assert verdict(reported, [dict(s, complete=False) for s in near])[0] == "not comparable at this budget"
+    assert verdict(reported, [])[0] == "not run"
+
+
+def test_faithfulness_and_comparison_tables_are_made_from_the_configurations(tmp_path: Path) -> None:
+    rows = faithfulness_rows(list(REGISTRY.values()))
+    assert {r["paper"] for r in rows} == {"vorontsov2017", "zhang2018", "hu2018", "orhan2020", "smoke"}
+    decay = next(r for r in rows if r["configuration"] == "zhang2018-smnist-spectral" and r["hyperparameter"] == "lr_decay")
+    assert (decay["paper value"], decay["ours"]) == ("0.99", "—") and decay["note"]
+    run_group(SMOKE, [0, 1, 2], Store(tmp_path), budget=parse_budget("20steps"), progress=False)
+    (row,) = comparison_rows([SMOKE], Store(tmp_path))
+    assert row["seeds"] == 3 and row["ours"].n == 3 and row["steps"] == 20
+    assert row["verdict"] == "not comparable at this budget"
+
+
+def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in REGISTRY)
+    assert main(["run", "smoke-copy", "--seeds", "0-1", "--budget", "20steps", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "smoke-copy" / "seed-1" / "summary.json").exists()
+    assert main(["report", "smoke*", "--out", str(tmp_path)]) == 0
+    assert "smoke-copy" in capsys.readouterr().out
+    assert main(["report", "orhan2020-copy-chain", "--faithfulness"]) == 0
+    assert "clip" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["run", "smoke-copy", "--budget", "soon"])
+
+
+_NO_RAY = """
+import sys
+sys.modules["ray"] = None  # Ray not importable
+from orthobook.experiments.cli import main
+assert main(["sweep", "smoke-copy", "--seeds", "0-1", "--budget", "20steps", "--workers", "2",
+             "--out", sys.argv[1]]) == 0
+try:
+    main(["sweep", "smoke-copy", "--seeds", "1", "--backend", "ray", "--out", sys.argv[1]])
+except ModuleNotFoundError as error:
+    print("refused:", error)
+"""
+
+
+def test_the_local_backend_without_ray(tmp_path: Path) -> None:
+    env = dict(os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", _NO_RAY, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "refused: the Ray backend needs Ray" in result.stdout
+    store = Store(tmp_path)
+    summaries = store.summaries(SMOKE)
+    assert [s["seed"] for s in summaries] == [0, 1] and [s["batched_with"] for s in summaries] == [[0], [1]]
+
+
+@pytest.mark.slow
+def test_the_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        summaries = sweep([SMOKE], [0, 1], Store(tmp_path), budget=parse_budget("20steps"), backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert [s["seed"] for s in summaries] == [0, 1] and all(s["steps"] == 20 for s in summaries)
+    assert select("smoke*") == [SMOKE]
