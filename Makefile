@@ -20,7 +20,7 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 TORCH_INSTALL := "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 
-.PHONY: venv test test-package test-chapters test-stored test-claims test-wheel book execute benchmark release clean
+.PHONY: venv test test-package test-chapters test-stored test-claims test-wheel test-browser book execute benchmark release clean
 
 venv: $(STAMP)
 
@@ -34,12 +34,12 @@ $(STAMP): pyproject.toml
 
 ## every test: package, chapters in quick mode (papermill), stored outputs (nbval) under other
 ## numerics, every chapter's claims with a second seed, the wheel on its own, book build
-test: test-package test-chapters test-stored test-claims test-wheel book
+test: test-package test-chapters test-stored test-claims test-wheel book test-browser
 
 ## the package's tests and every docstring example (doctests)
 test-package: $(STAMP)
 	$(PY) tests/fetch_real_data.py
-	$(RUN_ENV) $(PY) -m pytest tests orthobook --doctest-modules -m "not notebooks and not wheel and not claims"
+	$(RUN_ENV) $(PY) -m pytest tests orthobook --doctest-modules -m "not notebooks and not wheel and not claims and not browser"
 
 test-chapters: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest tests -m notebooks --durations=0 --durations-min=1
@@ -72,6 +72,18 @@ test-wheel: $(STAMP)
 ## render the book from the stored outputs into _build/html (warnings are errors)
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+
+## the built book in headless Chromium (Playwright, Debian's chromium): console errors, images,
+## MathJax, nothing but code wider than a 400 px phone, internal links and anchors, Colab buttons;
+## screenshots of failing pages in _build/browser-artifacts
+test-browser: book
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		else \
+			echo "test-browser needs Debian's chromium at /usr/bin/chromium: run 'sudo apt-get install chromium'" >&2; exit 1; \
+		fi; }
+	$(RUN_ENV) $(PY) -m pytest tests/test_browser.py -m browser -p no:cacheprovider
 
 ## regenerate a chapter's .ipynb from its .md and store the outputs of its default run:
 ## `make execute` (all) or `make execute CHAPTERS=book/01_gradient_products.md`
