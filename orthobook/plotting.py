@@ -24,6 +24,7 @@ __all__ = [
     "COLUMN_WIDTH",
     "LINESTYLES",
     "MARKERS",
+    "MIN_ROW_HEIGHT",
     "PALETTE",
     "STYLE",
     "book_style",
@@ -37,11 +38,11 @@ __all__ = [
     "plot_singular_values",
 ]
 
-# Okabe & Ito's colour-blind-safe palette (black left out: it is the reference lines' colour),
-# yellow last as it is the faintest on white.
+#: Okabe & Ito's colour-blind-safe palette (black left out: it is the reference lines' colour),
+#: yellow last as it is the faintest on white.
 PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442")
-# One dash pattern per colour, cycled together with it, so that series sharing an axis differ in
-# two ways (and still differ in grey-scale print).
+#: One dash pattern per colour, cycled together with it, so that series sharing an axis differ
+#: in two ways (and still differ in grey-scale print).
 LINESTYLES: tuple[str | tuple[float, tuple[float, ...]], ...] = (
     "-",
     (0, (5, 2)),
@@ -51,15 +52,17 @@ LINESTYLES: tuple[str | tuple[float, tuple[float, ...]], ...] = (
     (0, (3, 1.5, 1, 1.5, 1, 1.5)),
     (0, (8, 2, 2, 2)),
 )
-# The curve plots put these markers on their lines too, spaced along the line (markevery),
-# one per series in the same order.
+#: The markers the curve plots put on their lines, a few along each line, one per series in
+#: the order of the palette.
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X")
-# Width of the book's text column in inches at figure.dpi (about 750 px in the HTML theme):
-# figure() keeps figures within it so that the page shows them at their own size, and the
-# fonts below are the sizes the reader sees (Note [figure sizes and fonts]).
+#: Width of the book's text column in inches at ``figure.dpi`` (about 750 px in the HTML
+#: theme): :func:`figure` keeps figures within it, so the page shows them at their own size and
+#: the fonts of :data:`STYLE` are the sizes the reader sees (Note [figure sizes and fonts]).
 COLUMN_WIDTH = 7.5
+#: The least height in inches of a row of panels in a figure scaled down to the column.
 MIN_ROW_HEIGHT = 2.4
 
+#: The book's matplotlib settings, applied inside :func:`book_style`.
 STYLE: dict[str, object] = {
     "figure.figsize": (6.4, 3.6),
     "figure.dpi": 100,
