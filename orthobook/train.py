@@ -6,10 +6,11 @@ frozen :class:`TrainConfig`: batches, penalty, gradient clipping, the NaN guard,
 log, probes, a progress bar, checkpoints that a killed run resumes from (continuing the same
 curve), and flushing of denormal numbers on the CPU.
 
-The guard (Note [NaN guard]) checks the loss, the penalty and the gradient norm before every
-optimizer step, so that no step is taken with non-finite gradients and no checkpoint holds a
-non-finite number; :class:`TrainingDiverged` names the step, the quantity and a remedy that
-fits it.
+The guard (Note [NaN guard]) checks the loss, the penalty and the gradient norm of every step,
+so that no step is taken with non-finite gradients and no checkpoint holds a non-finite
+number; :class:`TrainingDiverged` names the step, the quantity and a remedy that fits it. The
+host reads values back only on logged, probe and checkpoint steps; in between the check runs
+on the device and masks the update (Note [device-side guard]).
 
 A :class:`~orthobook.batched.BatchedElmanRNN` goes where one model goes: its K models train
 side by side as K runs would (Note [batched runs]), each with its own History.
@@ -42,11 +43,12 @@ _ON_NONFINITE = ("raise", "stop")
 
 # Note [NaN guard]
 # ~~~~~~~~~~~~~~~~
-# Every step reads the loss, the penalty and the total gradient norm (before clipping) back
-# to the host in ONE transfer (a 0-dim stack; with the accuracy too on logged steps), and
-# steps the optimizers only when all of them are finite. That is the one host
-# synchronisation per step; the loss had to be read for the log and the progress bar anyway.
-# Probes and checkpoints read more, on their own steps only.
+# A logged step reads the loss, the penalty, the accuracy and the total gradient norm (before
+# clipping) back to the host in ONE transfer (a 0-dim stack) and steps the optimizers only
+# when all of them are finite: the loss had to be read for the log and the progress bar
+# anyway. A step that is not logged reads nothing (on a GPU the host runs ahead and queues
+# the next steps): the check stays on the device (Note [device-side guard]). Probes,
+# checkpoints and the end of the run read the device flag (and more) on their own steps only.
 #
 # A non-finite loss or penalty makes every gradient non-finite; a non-finite gradient norm
 # with a finite loss means that backpropagation overflowed (‖∂L/∂h_t‖ grows like ρ(W)^T in an
@@ -57,6 +59,26 @@ _ON_NONFINITE = ("raise", "stop")
 # weight to inf; Adam's second moment overflows when |g| > 1.8e19 in float32). The next
 # step's loss catches a parameter the loss uses; every checkpoint and the end of the run
 # check the whole state (model and optimizers), so a checkpoint never holds one.
+
+# Note [device-side guard]
+# ~~~~~~~~~~~~~~~~~~~~~~~~
+# On a step that is not logged, the finiteness of (loss, penalty, gradient norm) is a flag
+# on the device, and the optimizers step unconditionally: every parameter that has a gradient
+# and every tensor of its optimizer state is copied before the step and put back after it
+# with torch.where(flag, new, old), so a step with a non-finite quantity changes nothing
+# (state that the step created from nothing is set to zeros, which is how torch's optimizers
+# start). The flag is sticky: once it is down no later step moves the model. The guard keeps,
+# on the device, the first failing step and its three values; the next host read (a logged,
+# probe or checkpoint step, or the end) finds them and diverges with that step, exactly as
+# if it had been read at once: same step, quantity and value in TrainingDiverged and History,
+# the log's last record is that step's (with accuracy None unless it was logged), and the
+# weights and optimizer state are those before it. A copy of the parameters and the state
+# per unlogged step is the price (memory traffic of the size of the model, not of the
+# activations); with log_every = 1 every step is read and nothing is copied. Optimizer state
+# that lives off the model's device (torch's Adam keeps its step count on the CPU when the
+# model is on a GPU) or is not a tensor cannot be selected without a read, and counts the
+# masked steps; it stays finite. For a BatchedElmanRNN the flags, steps and values are
+# per model (Note [batched runs]).
 
 _ADVICE = {
     "loss": (
@@ -400,6 +422,17 @@ def _run(
 ) -> None:
     parameters = [p for p in model.parameters() if p.requires_grad]
     max_norm = math.inf if config.clip is None else config.clip
+    guard = _Guard(1, device, optimizers)
+
+    def confirmed() -> bool:
+        """Read the device-side guard if a masked step is unread; diverge if it is down."""
+        return not guard.pending or _confirmed(guard.failures(_read(*guard.flags())))
+
+    def _confirmed(failures: list[tuple[int, int, str, float, dict[str, Any]]]) -> bool:
+        if failures:
+            _zero_grad(model, optimizers)
+        return _confirm(config, history, failures)
+
     model.train()
     with _progress_bar(config, start, steps) as bar:
         for step in bar:
@@ -410,26 +443,35 @@ def _run(
             penalty = None if config.penalty is None else config.penalty(model)
             (loss if penalty is None else loss + penalty).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-            logged = step % config.log_every == 0
-            accuracy = task.accuracy(output.detach(), y) if logged else None
-            record = dict(zip(_RECORD_KEYS, [step, *_read(loss, penalty, accuracy, grad_norm)]))
-            quantity = _nonfinite_quantity(record)
-            if quantity is not None:
-                _zero_grad(model, optimizers)
-                _diverge(config, history, record, step, quantity, record[quantity])
-                return
-            for opt in optimizers:
-                opt.step()
-            if logged:
+            if step % config.log_every != 0:  # Note [device-side guard]
+                guard.masked_step([0], [parameters], [(loss, penalty, grad_norm)], step)
+            else:
+                accuracy = task.accuracy(output.detach(), y)
+                pending = guard.pending
+                values = _read(loss, penalty, accuracy, grad_norm, *(guard.flags() if pending else ()))
+                if pending and not _confirmed(guard.failures(values[4:])):
+                    return
+                record = dict(zip(_RECORD_KEYS, [step, *values[:4]]))
+                quantity = _nonfinite_quantity(record)
+                if quantity is not None:
+                    _zero_grad(model, optimizers)
+                    _diverge(config, history, record, step, quantity, record[quantity])
+                    return
+                for opt in optimizers:
+                    opt.step()
                 history.append(record)
                 if config.log_path is not None:
                     _append_log(config.log_path, record)
                 bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
             if config.probes and (step + 1) % config.probe_every == 0:
+                if not confirmed():
+                    return
                 _probe(model, config.probes, step + 1, history)
             if config.checkpoint_path is not None and (step + 1) % config.checkpoint_every == 0:
-                if not _save_if_finite(config, model, optimizers, generator, history, step, device):
+                if not confirmed() or not _save_if_finite(config, model, optimizers, generator, history, step, device):
                     return
+    if not confirmed():
+        return
     if config.probes and _last_probe_step(history) != steps:
         _probe(model, config.probes, steps, history)
     if config.checkpoint_path is not None:
@@ -440,6 +482,20 @@ def _run(
             _diverge(config, history, None, steps - 1, *problem)
 
 
+def _confirm(
+    config: TrainConfig, history: History, failures: list[tuple[int, int, str, float, dict[str, Any]]]
+) -> bool:
+    """Diverge (raise, or mark ``history`` and return False) at the step the device-side
+    guard of one model recorded, if it recorded one (Note [device-side guard])."""
+    if not failures:
+        return True
+    _, step, quantity, value, record = failures[0]
+    if config.penalty is None:
+        record["penalty"] = None
+    _diverge(config, history, record, step, quantity, value)
+    return False
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -447,7 +503,7 @@ def evaluate(
     batch_size: int = 512,
     seed: int = 12345,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | None = 1000,
 ) -> dict[str, float | None] | list[dict[str, float | None]]:
     """Loss and accuracy of ``model`` on one fresh batch of ``batch_size`` sequences.
 
@@ -462,8 +518,11 @@ def evaluate(
         task: the task.
         batch_size: sequences in the evaluation batch.
         seed: seed of the evaluation batch (different from training seeds by default).
-        chunk_size: sequences per forward pass (``None``: the whole batch at once); e.g.
-            10,000 test images of 784 pixels fit in memory 1,000 at a time.
+        chunk_size: sequences per forward pass (``None``: the whole batch at once). The
+            default of 1,000 bounds the memory of the activations whatever ``batch_size``:
+            10,000 test images of 784 pixels through an unrolled ELU model (n = 128) keep
+            about 12 GB at once (input drive, states, pre-activations: 4 GB each in
+            float32), about 1.2 GB 1,000 at a time.
 
     Returns:
         ``{"loss": …, "accuracy": … or None}``; for a
@@ -599,6 +658,106 @@ def _read(*values: torch.Tensor | float | None) -> list[float | None]:
     stacked = torch.stack([torch.as_tensor(v, device=device).detach().reshape(()).to(dtype) for v in present])
     host = iter(stacked.tolist())
     return [None if v is None else next(host) for v in values]
+
+
+def _host_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+class _Guard:
+    """The NaN guard of K models between host reads (Note [device-side guard]).
+
+    On the device: ``alive`` (K,) bool, ``bad_step`` (K,) the first failing step (−1 while
+    none) and ``bad_values`` (K, 3) its loss, penalty (0 without one) and gradient norm.
+    """
+
+    def __init__(self, count: int, device: torch.device, optimizers: tuple[torch.optim.Optimizer, ...]) -> None:
+        self.count, self.device, self.optimizers = count, device, optimizers
+        self.owner = {id(p): opt for opt in optimizers for group in opt.param_groups for p in group["params"]}
+        self.indices: dict[tuple[int, ...], torch.Tensor] = {}
+        dtype = _host_dtype(device)
+        self.alive = torch.ones(count, dtype=torch.bool, device=device)
+        self.bad_step = torch.full((count,), -1.0, dtype=dtype, device=device)
+        self.bad_values = torch.zeros(count, 3, dtype=dtype, device=device)
+        self.pending = False  # a masked step since the last read
+
+    def masked_step(
+        self,
+        running: Sequence[int],
+        parameters: Sequence[Sequence[torch.Tensor]],
+        quantities: Sequence[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]],
+        step: int,
+    ) -> None:
+        """Step every optimizer; model ``running[j]`` (its ``parameters[j]``) keeps the step
+        only if its ``quantities[j]`` (loss, penalty, grad_norm) are finite and it was alive."""
+        dtype = self.bad_values.dtype
+        zero = torch.zeros((), dtype=dtype, device=self.device)
+        values = torch.stack(
+            [
+                torch.stack([q.detach().reshape(()).to(dtype) if q is not None else zero for q in triple])
+                for triple in quantities
+            ]
+        )
+        key = tuple(running)
+        if key not in self.indices:  # made once per set of running models, not per step
+            self.indices[key] = torch.tensor(key, device=self.device)
+        index = self.indices[key]
+        alive = self.alive.index_select(0, index)
+        finite = torch.isfinite(values).all(dim=1)
+        newly_bad = alive & ~finite
+        keep = alive & finite
+        self.bad_step.index_copy_(0, index, torch.where(newly_bad, float(step), self.bad_step.index_select(0, index)))
+        self.bad_values.index_copy_(
+            0, index, torch.where(newly_bad.unsqueeze(1), values, self.bad_values.index_select(0, index))
+        )
+        self.alive.index_copy_(0, index, keep)
+        self._select_step([(keep[j], group) for j, group in enumerate(parameters)])
+        self.pending = True
+
+    def flags(self) -> torch.Tensor:
+        """What a host read appends: alive, bad_step, bad_values, flattened (5K values)."""
+        dtype = self.bad_values.dtype
+        return torch.cat([self.alive.to(dtype), self.bad_step, self.bad_values.flatten()])
+
+    def failures(self, host: Sequence[float]) -> list[tuple[int, int, str, float, dict[str, Any]]]:
+        """From the host values of :meth:`flags`: ``(k, step, quantity, value, record)`` for
+        every model whose flag is down; marks the guard read."""
+        K = self.count
+        self.pending = False
+        failed = []
+        for k in range(K):
+            if host[k]:
+                continue
+            step = int(host[K + k])
+            loss, penalty, grad_norm = host[2 * K + 3 * k : 2 * K + 3 * k + 3]
+            record = {"step": step, "loss": loss, "penalty": penalty, "accuracy": None, "grad_norm": grad_norm}
+            quantity = _nonfinite_quantity(record)
+            failed.append((k, step, quantity, record[quantity], record))
+        return failed
+
+    def _select_step(self, groups: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -> None:
+        """Step the optimizers, then undo the step for every group whose flag is False."""
+        saved = []
+        for flag, parameters in groups:
+            for p in parameters:
+                opt = self.owner.get(id(p))
+                if p.grad is None or opt is None:
+                    continue
+                old_state = {key: t.clone() for key, t in opt.state.get(p, {}).items() if _selectable(t, flag)}
+                saved.append((flag, p, opt, p.detach().clone(), old_state))
+        for opt in self.optimizers:
+            opt.step()
+        with torch.no_grad():
+            for flag, p, opt, old, old_state in saved:
+                p.copy_(torch.where(flag, p, old))
+                state = opt.state.get(p, {})
+                for key, t in state.items():
+                    if _selectable(t, flag):
+                        state[key] = torch.where(flag, t, old_state[key] if key in old_state else torch.zeros_like(t))
+
+
+def _selectable(t: object, flag: torch.Tensor) -> bool:
+    return isinstance(t, torch.Tensor) and t.device == flag.device
 
 
 def _nonfinite_quantity(record: Mapping[str, Any]) -> str | None:
@@ -805,8 +964,9 @@ def _append_log(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
 # parameter, so the backward pass of the sum of the K objectives gives each model the
 # gradient of its own objective.
 #
-# The guard of Note [NaN guard] runs per model, on one host read per step (the K losses,
-# penalties, accuracies and norms in one transfer). A model whose loss, penalty or gradient
+# The guard of Note [NaN guard] runs per model, on one host read per logged step (the K
+# losses, penalties, accuracies and norms in one transfer) and on the device in between, with
+# a flag per model (Note [device-side guard]). A model whose loss, penalty or gradient
 # norm is non-finite is frozen: its gradients are set to None, so that no optimizer moves it
 # (torch's and the Cayley optimizers skip a parameter without a gradient, its state and step
 # count included), and its History records the step and the quantity; the other models go
@@ -858,6 +1018,27 @@ def _run_batch(
     models = list(batch.models)
     parameters = [[p for p in model.parameters() if p.requires_grad] for model in models]
     max_norm = math.inf if config.clip is None else config.clip
+    guard = _Guard(len(models), device, optimizers)
+
+    def stop_failed(values: Sequence[float]) -> tuple | None:
+        """Stop every model the device-side guard found failing; its last TrainingDiverged
+        arguments, or None."""
+        last = None
+        for k, step, quantity, value, record in guard.failures(values):
+            if histories[k].diverged_at is None:
+                if config.penalty is None:
+                    record["penalty"] = None
+                last = _stop_model(config, histories, k, record, step, quantity, value)
+        return last
+
+    def confirmed() -> bool:
+        """Read the guard if a masked step is unread; whether some model is still running."""
+        if not guard.pending:
+            return True
+        last = stop_failed(_read(*guard.flags()))
+        _freeze(models, histories)
+        return not _none_running(config, histories, last)
+
     batch.train()
     with _progress_bar(config, start, steps) as bar:
         for step in bar:
@@ -869,27 +1050,32 @@ def _run_batch(
             penalties = [None if config.penalty is None else config.penalty(models[k]) for k in live]
             torch.stack([loss if p is None else loss + p for loss, p in zip(losses, penalties)]).sum().backward()
             grad_norms = [torch.nn.utils.clip_grad_norm_(parameters[k], max_norm) for k in live]
-            logged = step % config.log_every == 0
-            accuracies = [task.accuracy(output[k].detach(), batches[k][1]) if logged else None for k in live]
-            values = _read(*losses, *penalties, *accuracies, *grad_norms)
-            # values holds the K losses, then the K penalties, …: model i's are every len(live)-th.
-            records = {
-                k: dict(zip(_RECORD_KEYS, [step, *values[i :: len(live)]])) for i, k in enumerate(live)
-            }
-            last = None
-            for k, record in records.items():
-                quantity = _nonfinite_quantity(record)
-                if quantity is not None:
-                    last = _stop_model(config, histories, k, record, step, quantity, record[quantity])
-            for model, history in zip(models, histories):
-                if history.diverged_at is not None:  # frozen: no optimizer may move it
-                    model.zero_grad(set_to_none=True)
-            if _none_running(config, histories, last):
-                return
-            for opt in optimizers:
-                opt.step()
-            kept = {k: record for k, record in records.items() if histories[k].diverged_at is None}
-            if logged:
+            _freeze(models, histories)
+            if step % config.log_every != 0:  # Note [device-side guard]
+                guard.masked_step(
+                    live, [parameters[k] for k in live], list(zip(losses, penalties, grad_norms)), step
+                )
+            else:
+                accuracies = [task.accuracy(output[k].detach(), batches[k][1]) for k in live]
+                pending = guard.pending
+                values = _read(*losses, *penalties, *accuracies, *grad_norms, *(guard.flags() if pending else ()))
+                last = stop_failed(values[4 * len(live) :]) if pending else None
+                # values holds the K losses, then the K penalties, …: model i's are every len(live)-th.
+                records = {
+                    k: dict(zip(_RECORD_KEYS, [step, *values[i : 4 * len(live) : len(live)]]))
+                    for i, k in enumerate(live)
+                    if histories[k].diverged_at is None
+                }
+                for k, record in records.items():
+                    quantity = _nonfinite_quantity(record)
+                    if quantity is not None:
+                        last = _stop_model(config, histories, k, record, step, quantity, record[quantity])
+                _freeze(models, histories)
+                if _none_running(config, histories, last):
+                    return
+                for opt in optimizers:
+                    opt.step()
+                kept = {k: record for k, record in records.items() if histories[k].diverged_at is None}
                 for k, record in kept.items():
                     histories[k].append(record)
                     if config.log_path is not None:
@@ -897,11 +1083,17 @@ def _run_batch(
                 mean = sum(record["loss"] for record in kept.values()) / len(kept)
                 bar.set_postfix(loss=f"{mean:.4g}", running=f"{len(kept)}/{len(models)}", refresh=False)
             if config.probes and (step + 1) % config.probe_every == 0:
+                if not confirmed():
+                    return
                 for k in _running(histories):
                     _probe(models[k], config.probes, step + 1, histories[k])
             if config.checkpoint_path is not None and (step + 1) % config.checkpoint_every == 0:
-                if not _save_batch_if_finite(config, batch, optimizers, generators, histories, step, device):
+                if not confirmed() or not _save_batch_if_finite(
+                    config, batch, optimizers, generators, histories, step, device
+                ):
                     return
+    if not confirmed():
+        return
     for k in _running(histories):
         if config.probes and _last_probe_step(histories[k]) != steps:
             _probe(models[k], config.probes, steps, histories[k])
@@ -909,6 +1101,13 @@ def _run_batch(
         _save_batch_if_finite(config, batch, optimizers, generators, histories, steps - 1, device)
     else:
         _stop_nonfinite_states(config, batch, optimizers, histories, steps - 1)
+
+
+def _freeze(models: Sequence[nn.Module], histories: Sequence[History]) -> None:
+    """Drop the gradients of every stopped model, so that no optimizer moves it."""
+    for model, history in zip(models, histories):
+        if history.diverged_at is not None:
+            model.zero_grad(set_to_none=True)
 
 
 def _running(histories: Sequence[History]) -> list[int]:

@@ -378,6 +378,27 @@ def test_a_diverging_model_stops_and_the_others_go_on(tmp_path, on_nonfinite):
     ]
 
 
+def test_a_model_diverging_on_an_unlogged_step_stops_there():
+    """Note [device-side guard]: model 1's NaN batch at step 2 (log_every = 3, so not logged)
+    is found at step 3's read with step 2 itself; it keeps the weights of 2 clean steps, its
+    optimizer state the step count 2, and the others follow their separate runs."""
+    bad_model, bad_step, steps = 1, 2, 7
+    config = _config(log_every=3)
+    batch = BatchedElmanRNN(_models(_glorot))
+    optimizer = _adam(batch.parameters())
+    batched = train(batch, PoisonedAt(COPY, bad_step * K + bad_model), optimizer, steps, config)
+    models = _models(_glorot)
+    separate = []
+    for k, model in enumerate(models):
+        task = PoisonedAt(COPY, bad_step if k == bad_model else -1)
+        run = dataclasses.replace(config, seed=7 + k, on_nonfinite="stop")
+        separate.append(train(model, task, _adam(model.parameters()), steps, run))
+    assert (batched[bad_model].diverged_at, batched[bad_model].diverged_quantity) == (bad_step, "loss")
+    assert (separate[bad_model].diverged_at, batched[bad_model].step) == (bad_step, [0])
+    _assert_same_runs(batch, batched, models, separate, _tolerance(COPY, steps))
+    assert all(int(optimizer.state[p]["step"]) == bad_step for p in batch.models[bad_model].parameters())
+
+
 def _refuse(constant):
     raise ValueError(f"{constant} is not JSON")
 
@@ -521,6 +542,10 @@ def test_one_host_read_per_step(monkeypatch):
     train(batch, Float64(COPY), optimizer, 4, config)
     # The denormal mode in force before the run, one read per step, the state check at the end.
     assert reads == ["item"] + ["tolist"] * 4 + ["tolist"]
+    reads.clear()
+    train(batch, Float64(COPY), optimizer, 4, dataclasses.replace(config, log_every=2))
+    # Steps 0 and 2 (with the guard's flags), the flags of the masked step 3, the state check.
+    assert reads == ["item"] + ["tolist"] * 2 + ["tolist"] * 2
 
 
 # Evaluation ---------------------------------------------------------------------------------------

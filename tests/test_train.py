@@ -548,6 +548,75 @@ def test_one_host_read_per_step(monkeypatch):
     assert reads == ["item"] + ["tolist"] * 6 + ["tolist"]
 
 
+@pytest.mark.parametrize(("log_every", "checkpoint_every"), [(3, 500), (4, 500), (10, 7)])
+def test_divergence_on_an_unlogged_step_is_found_with_its_step(tmp_path, log_every, checkpoint_every):
+    """Note [device-side guard]: a NaN batch at step 5, which is not logged, stops the run at
+    the next host read with step 5 itself; the weights and the optimizer state are those after
+    5 clean steps, the log ends with step 5's record, and no checkpoint holds the NaN."""
+    task, bad_step = AddingTask(6), 5
+    clean = _net(2)
+    clean_optimizer = _adam(clean)
+    train(clean, task, clean_optimizer, bad_step, _config(batch_size=8))
+    model = _net(2)
+    optimizer = _adam(model)
+    log, checkpoint = tmp_path / "run.jsonl", tmp_path / "run.pt"
+    config = _config(
+        batch_size=8, log_every=log_every, log_path=log, checkpoint_path=checkpoint, checkpoint_every=checkpoint_every
+    )
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 5") as info:
+        train(model, PoisonedBatchAt(task, bad_step), optimizer, 20, config)
+    assert (info.value.step, info.value.quantity) == (bad_step, "loss")
+    assert info.value.last_finite["step"] == max(s for s in range(bad_step) if s % log_every == 0)
+    for (name, p), q in zip(clean.named_parameters(), model.parameters()):
+        assert torch.equal(p, q), name
+    for p, q in zip(clean.parameters(), model.parameters()):
+        ours, theirs = optimizer.state[q], clean_optimizer.state[p]
+        assert set(ours) == set(theirs) and all(torch.equal(ours[key], theirs[key]) for key in ours)
+    assert all(p.grad is None for p in model.parameters())
+    records = _read_log(log)
+    assert [r["step"] for r in records] == [s for s in range(bad_step) if s % log_every == 0] + [bad_step]
+    assert records[-1]["diverged"] == "loss" and records[-1]["loss"] is None and records[-1]["accuracy"] is None
+    assert not checkpoint.exists(), "the first checkpoint step comes after the divergence"
+
+
+def test_stop_on_an_unlogged_step_returns_the_history_up_to_there():
+    model = _net()
+    config = _config(batch_size=4, on_nonfinite="stop", log_every=4)
+    history = train(model, InfLossAt(AddingTask(4), bad_step=6), _adam(model), 20, config)
+    assert (history.diverged_at, history.diverged_quantity) == (6, "loss")
+    assert history.step == [0, 4]
+    assert _all_finite(model.state_dict())
+
+
+def test_no_host_read_on_unlogged_steps(monkeypatch):
+    """Note [device-side guard]: with log_every = 3, six steps read back at steps 0 and 3
+    (the second with the guard's flags) and at the end (the flags of the masked steps 4 and 5,
+    then the state check)."""
+    model = _net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    config = _config(batch_size=4, penalty=lambda m: m.rnn.weight_hh_l0.square().sum(), log_every=3)
+    reads = []
+    for method in ("item", "tolist", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, _method=method):
+            reads.append(_method)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    history = train(model, AddingTask(4), optimizer, 6, config)
+    assert reads == ["item"] + ["tolist"] * 2 + ["tolist"] * 2
+    assert history.step == [0, 3]
+
+
+def test_masked_steps_train_as_logged_steps_do():
+    """Steps that are not logged take the same optimizer steps, bit for bit."""
+    logged, masked = _net(3), _net(3)
+    train(logged, AddingTask(5), _adam(logged), 7, _config(batch_size=4))
+    train(masked, AddingTask(5), _adam(masked), 7, _config(batch_size=4, log_every=5))
+    assert all(torch.equal(p, q) for p, q in zip(logged.parameters(), masked.parameters()))
+
+
 # Probes -------------------------------------------------------------------------------------------
 
 
