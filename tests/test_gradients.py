@@ -226,3 +226,15 @@ def test_jacobian_product_checks_the_nonlinearity_even_for_zero_steps():
     W = torch.eye(3, dtype=torch.float64)
     with pytest.raises(ValueError, match="nonlinearity must be one of"):
         jacobian_product(W, torch.zeros(0, 3, dtype=torch.float64), "bogus")
+
+
+def test_diagnostics_stay_on_the_device_of_their_inputs() -> None:
+    """Shape-only run on the meta device: nothing is created on the CPU beside a device W."""
+    W, a = torch.eye(4, device="meta"), torch.ones(3, 4, device="meta")
+    J = jacobian_product(W, a, "tanh")
+    assert J.device.type == "meta" and J.shape == (4, 4)
+    norms = linear_gradient_norms(W, torch.ones(2, 4, device="meta"), 5)
+    assert norms.device.type == "meta" and norms.shape == (5,)
+    model = ElmanRNN(1, 4, 1, nonlinearity="elu").to("meta")
+    hidden = hidden_gradient_norms(model, torch.ones(2, 6, 1, device="meta"), lambda y: y.sum())
+    assert hidden.device.type == "meta" and hidden.shape == (6,)
