@@ -18,14 +18,17 @@ targets.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
 import subprocess
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,7 @@ import householder_cases
 from orthobook.batched import BatchedElmanRNN
 from orthobook.device import pick_device
 from orthobook.init import orthogonal as haar_orthogonal
+from orthobook import parametrizations
 from orthobook.models import ElmanRNN, rin
 from orthobook.optim import CayleyAdam
 from orthobook.parametrizations import householder_svd, spectral_margin
@@ -149,30 +153,41 @@ def _cayley_adam(model: nn.Module) -> torch.optim.Optimizer:
     return CayleyAdam(model.parameters(), lr=LEARNING_RATE)
 
 
-def _elman_step(
+def _same_start(model: ElmanRNN) -> TorchRNN:
+    """``nn.RNN`` + ``nn.Linear`` holding ``model``'s initial weights, its (possibly
+    parametrized) ``W`` included, so that both steps compute with the same numbers.
+
+    Different starting weights would make the two steps compute with different numbers:
+    tiny ones underflow into subnormal floats, slow on CPUs unless flushed, and saturated
+    tanh units change the work of nothing but the numbers; with one start the ratio is the
+    code's.
+    """
+    reference = TorchRNN(model.rnn.input_size, model.hidden_size, model.readout.out_features, model.nonlinearity)
+    reference = reference.to(dtype=model.readout.weight.dtype)
+    with torch.no_grad():
+        reference.rnn.weight_hh_l0.copy_(model.recurrent_matrices()[0])
+        for name in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(reference.rnn, name).copy_(getattr(model.rnn, name))
+    reference.readout.load_state_dict(model.readout.state_dict())
+    return reference
+
+
+def _elman_steps(
     n: int,
     x: torch.Tensor,
     y: torch.Tensor,
     constraint: Callable[[nn.Module, str], nn.Module] | None = None,
     optimizer: Callable[[nn.Module], torch.optim.Optimizer] = _adam,
-) -> Step:
-    """A training step of ``ElmanRNN(1, n, 1)``, its ``W`` under ``constraint`` when given."""
-    model = ElmanRNN(1, n, 1, generator=torch.Generator().manual_seed(n))
+    nonlinearity: str = "tanh",
+) -> tuple[Step, Step]:
+    """A training step of ``ElmanRNN(1, n, 1)``, its ``W`` under ``constraint`` when given,
+    and the step of ``nn.RNN`` from the same start (:func:`_same_start`)."""
+    model = ElmanRNN(1, n, 1, nonlinearity=nonlinearity, generator=torch.Generator().manual_seed(n))
     if constraint is not None:
         constraint(model.rnn, "weight_hh_l0")
+    reference = _same_start(model).to(x.device)
     model = model.to(x.device)
-    return training_step(model, optimizer(model), x, y)
-
-
-def _torch_rnn_step(n: int, x: torch.Tensor, y: torch.Tensor, orthogonal_map: str | None = None) -> Step:
-    model = TorchRNN(1, n, 1)
-    context: Callable[[], AbstractContextManager] = nullcontext
-    if orthogonal_map is not None:
-        orthogonal(model.rnn, "weight_hh_l0", orthogonal_map=orthogonal_map)
-        # Without the cache nn.RNN reads its parametrised weight twice per forward.
-        context = parametrize.cached
-    model = model.to(x.device)
-    return training_step(model, _adam(model), x, y, context)
+    return training_step(model, optimizer(model), x, y), training_step(reference, _adam(reference), x, y)
 
 
 def _rnn_grid(settings: Settings) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
@@ -183,10 +198,11 @@ def _rnn_grid(settings: Settings) -> Iterator[tuple[int, int, torch.Tensor, torc
             yield n, T, x, y
 
 
-@group("rnn", "training step of ElmanRNN (tanh) vs nn.RNN + nn.Linear; target ratio <= 1.05")
+@group("rnn", "training step of ElmanRNN (tanh) vs nn.RNN + nn.Linear from the same weights; target ratio <= 1.05")
 def rnn_cases(settings: Settings) -> Iterator[Comparison]:
     for n, T, x, y in _rnn_grid(settings):
-        yield Comparison("ElmanRNN", n, T, settings.batch, _elman_step(n, x, y), {"nn.RNN": _torch_rnn_step(n, x, y)})
+        ours, reference = _elman_steps(n, x, y)
+        yield Comparison("ElmanRNN", n, T, settings.batch, ours, {"nn.RNN": reference})
 
 
 def _householder(module: nn.Module, name: str) -> nn.Module:
@@ -197,25 +213,121 @@ def _margin(module: nn.Module, name: str) -> nn.Module:
     return spectral_margin(module, name, margin=0.01)
 
 
-@group("householder_rnn", "training step of ElmanRNN + householder_svd (Adam) vs nn.RNN; target <= 1.15 at n=256, T=100")
+@group(
+    "householder_rnn",
+    "training step of ElmanRNN + householder_svd (Adam) vs nn.RNN from the same weights; "
+    "target <= 1.10 at n <= 256, <= 1.20 at n = 512 (T = 100), <= 1.03 at T = 784",
+)
 def householder_rnn_cases(settings: Settings) -> Iterator[Comparison]:
     for n, T, x, y in _rnn_grid(settings):
-        ours = _elman_step(n, x, y, _householder)
-        yield Comparison("ElmanRNN householder_svd", n, T, settings.batch, ours, {"nn.RNN": _torch_rnn_step(n, x, y)})
+        ours, reference = _elman_steps(n, x, y, _householder)
+        yield Comparison("ElmanRNN householder_svd", n, T, settings.batch, ours, {"nn.RNN": reference})
 
 
 @group(
     "spectral",
-    "training step of ElmanRNN + spectral_margin (CayleyAdam) vs nn.RNN, "
-    "and vs nn.RNN with parametrizations.orthogonal (matrix_exp, cayley)",
+    "training step of ElmanRNN + spectral_margin (CayleyAdam) vs nn.RNN from the same weights; "
+    "target <= 1.10 at n <= 256, <= 1.20 at n = 512 (T = 100), <= 1.03 at T = 784",
 )
 def spectral_cases(settings: Settings) -> Iterator[Comparison]:
     for n, T, x, y in _rnn_grid(settings):
-        ours = _elman_step(n, x, y, _margin, optimizer=_cayley_adam)
-        baselines = {"nn.RNN": _torch_rnn_step(n, x, y)}
-        for orthogonal_map in ("matrix_exp", "cayley"):
-            baselines[f"nn.RNN orthogonal({orthogonal_map})"] = _torch_rnn_step(n, x, y, orthogonal_map)
-        yield Comparison("ElmanRNN spectral_margin", n, T, settings.batch, ours, baselines)
+        ours, reference = _elman_steps(n, x, y, _margin, optimizer=_cayley_adam)
+        yield Comparison("ElmanRNN spectral_margin", n, T, settings.batch, ours, {"nn.RNN": reference})
+
+
+UNROLLED_SIZES = (64, 128)
+
+
+@group(
+    "unrolled",
+    "training step of ElmanRNN (elu, the unrolled loop) vs ElmanRNN (tanh, the fused kernel) "
+    "from the same weights; n = 64, 128; target <= 1.5 at n = 64, T = 784, B = 64",
+)
+def unrolled_cases(settings: Settings) -> Iterator[Comparison]:
+    sizes = settings.sizes if settings.quick else UNROLLED_SIZES
+    for T in settings.seq_lens:
+        x, y = _sequence_data(settings, T)
+        for n in sizes:
+            models = [
+                ElmanRNN(1, n, 1, nonlinearity=f, generator=torch.Generator().manual_seed(n)).to(x.device)
+                for f in ("elu", "tanh")
+            ]
+            steps = [training_step(model, _adam(model), x, y) for model in models]
+            yield Comparison("ElmanRNN elu (unrolled)", n, T, settings.batch, steps[0], {"ElmanRNN tanh (fused)": steps[1]})
+
+
+# ---------------------------------------------------------------------------------------------
+# Peers: other libraries' orthogonal constraints on the same nn.RNN step
+
+GEOTORCH_LAMBDA = 0.01  # almost_orthogonal's band: singular values in [1 − λ, 1 + λ], the margin
+
+
+def _peer_libraries() -> tuple[Any, Any] | None:
+    """``(geotorch, geoopt)``, or None when the optional ``bench`` extra is not installed."""
+    try:
+        with warnings.catch_warnings():
+            # geoopt decorates functions with torch.jit.script at import, deprecated in torch 2.x.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import geoopt
+            import geotorch
+    except ImportError:
+        return None
+    return geotorch, geoopt
+
+
+def _peer_steps(model: ElmanRNN, x: torch.Tensor, y: torch.Tensor, libraries: tuple[Any, Any]) -> dict[str, Step]:
+    """Each peer's constraint on ``nn.RNN``'s ``weight_hh_l0``, started at ``model``'s W."""
+    geotorch, geoopt = libraries
+    start = model.recurrent_matrices()[0].detach()
+    steps: dict[str, Step] = {}
+    reference = _same_start(model).to(x.device)
+    steps["nn.RNN"] = training_step(reference, _adam(reference), x, y)
+    for orthogonal_map in ("cayley", "matrix_exp"):
+        peer = _same_start(model)
+        orthogonal(peer.rnn, "weight_hh_l0", orthogonal_map=orthogonal_map)
+        peer.rnn.weight_hh_l0 = start
+        peer = peer.to(x.device)
+        # Without the cache nn.RNN reads its parametrised weight twice per forward.
+        steps[f"torch orthogonal({orthogonal_map})"] = training_step(peer, _adam(peer), x, y, parametrize.cached)
+    for name, constrain in (
+        ("geotorch orthogonal", geotorch.orthogonal),
+        ("geotorch almost_orthogonal", lambda m, w: geotorch.almost_orthogonal(m, w, lam=GEOTORCH_LAMBDA)),
+    ):
+        peer = _same_start(model)
+        constrain(peer.rnn, "weight_hh_l0")
+        peer.rnn.weight_hh_l0 = start
+        peer = peer.to(x.device)
+        steps[name] = training_step(peer, _adam(peer), x, y, parametrize.cached)
+    peer = _same_start(model)
+    del peer.rnn.weight_hh_l0
+    peer.rnn.weight_hh_l0 = geoopt.ManifoldParameter(start.clone(), manifold=geoopt.Stiefel())
+    peer.rnn._init_flat_weights()
+    peer = peer.to(x.device)
+    steps["geoopt Stiefel + RiemannianAdam"] = training_step(
+        peer, geoopt.optim.RiemannianAdam(peer.parameters(), lr=LEARNING_RATE), x, y
+    )
+    return steps
+
+
+@group(
+    "peers",
+    "training step of ElmanRNN + orthobook orthogonal (CayleyAdam) vs nn.RNN (same weights) and the "
+    "same nn.RNN step under torch orthogonal (cayley, matrix_exp), geotorch orthogonal and "
+    f"almost_orthogonal (lam={GEOTORCH_LAMBDA}), geoopt Stiefel + RiemannianAdam (the bench extra; "
+    "skipped with a message without it)",
+)
+def peer_cases(settings: Settings) -> Iterator[Comparison]:
+    libraries = _peer_libraries()
+    if libraries is None:
+        print("# peers: skipped, geotorch and geoopt are not installed (pip install 'orthobook[bench]')", flush=True)
+        return
+    for n, T, x, y in _rnn_grid(settings):
+        model = ElmanRNN(1, n, 1, generator=torch.Generator().manual_seed(n))
+        parametrizations.orthogonal(model.rnn, "weight_hh_l0", generator=torch.Generator().manual_seed(n))
+        baselines = _peer_steps(model, x, y, libraries)
+        model = model.to(x.device)
+        ours = training_step(model, _cayley_adam(model), x, y)
+        yield Comparison("ElmanRNN orthogonal (CayleyAdam)", n, T, settings.batch, ours, baselines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,26 +351,11 @@ def householder_product_cases(settings: Settings) -> Iterator[Comparison]:
 # ---------------------------------------------------------------------------------------------
 # The recurrent identity network (U + I, relu)
 
-def _same_start_relu_rnn(model: ElmanRNN) -> TorchRNN:
-    """``nn.RNN(relu)`` holding the RIN's initial weights, ``weight_hh = U + I`` included.
-
-    The RIN starts with tiny weights (std 1e-3) whose products underflow into subnormal floats,
-    slow on CPUs; a baseline with the same values pays the same, so the ratio is the code's.
-    """
-    reference = TorchRNN(model.rnn.input_size, model.hidden_size, model.readout.out_features, "relu")
-    with torch.no_grad():
-        reference.rnn.weight_hh_l0.copy_(model.recurrent_matrices()[0])
-        for name in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
-            getattr(reference.rnn, name).copy_(getattr(model.rnn, name))
-    reference.readout.load_state_dict(model.readout.state_dict())
-    return reference
-
-
 @group("residual", "training step of the RIN (ElmanRNN, residual_identity U + I, relu) vs nn.RNN(relu); target <= 1.05")
 def residual_cases(settings: Settings) -> Iterator[Comparison]:
     for n, T, x, y in _rnn_grid(settings):
         model = rin(1, n, 1)
-        reference = _same_start_relu_rnn(model).to(x.device)
+        reference = _same_start(model).to(x.device)
         model = model.to(x.device)
         ours = training_step(model, _adam(model), x, y)
         baseline = {"nn.RNN(relu)": training_step(reference, _adam(reference), x, y)}
@@ -398,12 +495,13 @@ def header(device: torch.device, threads: int) -> str:
 _COLUMNS = f"{'case':<34} {'n':>5} {'T':>5} {'batch':>5} {'seconds':>10} {'baseline':<42} {'baseline_seconds':>16} {'ratio':>6}"
 
 
-def row(record: dict) -> str:
-    def dash(value: int | None) -> str:
-        return "-" if value is None else str(value)
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
+
+def row(record: dict) -> str:
     return (
-        f"{record['case']:<34} {record['n']:>5} {dash(record['T']):>5} {dash(record['batch']):>5} "
+        f"{record['case']:<34} {record['n']:>5} {_dash(record['T']):>5} {_dash(record['batch']):>5} "
         f"{record['seconds']:>10.5f} {record['baseline']:<42} {record['baseline_seconds']:>16.5f} "
         f"{record['ratio']:>6.3f}"
     )
@@ -478,6 +576,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the records as one JSON list of objects with keys " + ", ".join(RECORD_KEYS),
     )
+    p.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write the run with its commit, date and machine as DIR/<device>-threads-<k>.json "
+        "and rebuild DIR/table.md from every run there (the book's page: --record benchmarks/results)",
+    )
+    p.add_argument("--note", default=None, help="a sentence recorded with the run (e.g. that the machine was shared)")
     return p
 
 
@@ -500,7 +607,80 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 print(row(record), flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(records, indent=1) + "\n")
+    if args.record is not None:
+        run = {**run_metadata(settings.device, torch.get_num_threads(), args.note), "records": records}
+        write_record(args.record, run)
     return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorded runs: the results page of the book (book/benchmarks.md includes table.md)
+
+def machine() -> str:
+    """The CPU's model name and its logical cores (``platform`` where /proc/cpuinfo is absent)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} logical cores, {platform.system()}"
+
+
+def run_metadata(device: torch.device, threads: int, note: str | None) -> dict[str, Any]:
+    """What a recorded run says about itself (keys ``RUN_KEYS`` less ``records``)."""
+    return {
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "device": str(device),
+        "threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "note": note,
+    }
+
+
+RUN_KEYS = ("commit", "date", "machine", "device", "threads", "torch", "python", "note", "records")
+
+
+def write_record(directory: Path, run: dict[str, Any]) -> Path:
+    """Write ``run`` as ``directory/<device>-threads-<k>.json`` and rebuild ``directory/table.md``
+    from every run recorded there; the path of the JSON file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{run['device'].replace(':', '-')}-threads-{run['threads']}.json"
+    path.write_text(json.dumps(run, indent=1) + "\n")
+    runs = [json.loads(p.read_text()) for p in sorted(directory.glob("*-threads-*.json"))]
+    runs.sort(key=lambda r: (r["device"], r["threads"]))
+    (directory / "table.md").write_text(markdown(runs))
+    return path
+
+
+def markdown(runs: Sequence[dict[str, Any]]) -> str:
+    """The recorded runs as MyST markdown: per run, a line of what it ran on and a table."""
+    parts = [
+        "<!-- Generated by benchmarks/run.py --record; do not edit. -->",
+        "",
+        "ratio = seconds / baseline seconds, both measured in the same run, interleaved "
+        "(below 1: orthobook is faster); medians of the repeats; denormals flushed to zero "
+        "on the CPU.",
+    ]
+    for run in runs:
+        threads = f"{run['threads']} thread" + ("s" if run["threads"] != 1 else "")
+        parts += [
+            "",
+            f"**{run['device']}, {threads}**: commit `{run['commit']}`, {run['date']}, "
+            f"{run['machine']}, torch {run['torch']}, Python {run['python']}."
+            + (f" {run['note']}" if run["note"] else ""),
+            "",
+            "| case | n | T | batch | seconds | baseline | baseline seconds | ratio |",
+            "|:-----|--:|--:|------:|--------:|:---------|-----------------:|------:|",
+        ]
+        for r in run["records"]:
+            parts.append(
+                f"| {r['case']} | {r['n']} | {_dash(r['T'])} | {_dash(r['batch'])} | {r['seconds']:.4g} "
+                f"| {r['baseline']} | {r['baseline_seconds']:.4g} | {r['ratio']:.3f} |"
+            )
+    return "\n".join(parts) + "\n"
 
 
 if __name__ == "__main__":
