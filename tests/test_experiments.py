@@ -260,3 +260,16 @@ def test_the_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
         ray.shutdown()
     assert [s["seed"] for s in summaries] == [0, 1] and all(s["steps"] == 20 for s in summaries)
     assert select("smoke*") == [SMOKE]
+
+
+def test_the_book_finds_the_store_above_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orthobook.experiments.report import paper_scale_hours
+    from orthobook.experiments.store import find_root
+
+    monkeypatch.delenv("ORTHOBOOK_RESULTS", raising=False)
+    (tmp_path / "book").mkdir()
+    assert find_root(tmp_path / "book") is None  # no store: the chapter makes a tiny one
+    summaries = run_group(SMOKE, [0], Store(tmp_path / "results"), budget=parse_budget("20steps"), progress=False)
+    assert find_root(tmp_path / "book") == tmp_path / "results"
+    rate = summaries[0]["steps_per_s"]
+    assert paper_scale_hours(SMOKE, summaries) == pytest.approx(SMOKE.steps / rate / 3600)

@@ -7,7 +7,6 @@ Everything is built from the existing package (orthobook.models, .parametrizatio
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +21,7 @@ from orthobook.parametrizations import householder_svd, spectral_margin
 from orthobook.stiefel import StiefelParameter
 from orthobook.tasks import AddingTask, ClassificationTask, CopyTask, Task
 
-__all__ = ["Tasks", "batchable", "build_model", "build_optimizers", "build_tasks", "NotRunnable"]
+__all__ = ["NotRunnable", "Tasks", "batch_of", "batchable", "build_model", "build_optimizers", "build_tasks"]
 
 # Validation and test batches of the synthetic tasks: fixed seeds, far from any training seed.
 VALIDATION_SEED = 1_000_003
@@ -223,7 +222,3 @@ def batch_of(models: list[nn.Module], seeds: list[int]) -> nn.Module:
         return models[0]
     return BatchedElmanRNN(models, batch_seeds=seeds)
 
-
-def steps_per_second_to_hours(steps: int, rate: float) -> float:
-    """Hours that ``steps`` optimizer steps take at ``rate`` steps per second."""
-    return math.inf if rate <= 0 else steps / rate / 3600.0

@@ -21,7 +21,7 @@ from orthobook.experiments.config import Experiment, Reported
 from orthobook.experiments.store import Store
 from orthobook.stats import mean_interval, success_interval
 
-__all__ = ["FAITHFUL_FIELDS", "comparison_rows", "comparison_table", "faithfulness_rows", "faithfulness_table", "listing", "verdict"]
+__all__ = ["FAITHFUL_FIELDS", "paper_scale_hours", "comparison_rows", "comparison_table", "faithfulness_rows", "faithfulness_table", "listing", "verdict"]
 
 FAITHFUL_FIELDS = (
     "task", "T", "model", "hidden_size", "nonlinearity", "recurrent", "margin", "reflectors", "init",
@@ -86,7 +86,7 @@ def _markdown(rows: list[dict[str, str]]) -> str:
         return "(nothing)"
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(r[k].replace("|", "/") for k in keys) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(r[k]).replace("|", "/") for k in keys) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -196,3 +196,11 @@ def comparison_table(experiments: Sequence[Experiment], store: Store, *, only_ru
             }
         )
     return _markdown(rows)
+
+
+def paper_scale_hours(experiment: Experiment, summaries: Sequence[dict[str, Any]]) -> float | None:
+    """Hours that the paper's number of steps would take at the slowest measured rate of
+    ``summaries`` (steps per second of wall time, validation passes included, on the device
+    and threads they ran with); ``None`` without a measured rate."""
+    rates = [s["steps_per_s"] for s in summaries if s.get("steps_per_s")]
+    return experiment.steps / min(rates) / 3600 if rates else None

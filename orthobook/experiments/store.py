@@ -27,7 +27,7 @@ import torch
 
 from orthobook.experiments.config import Experiment
 
-__all__ = ["Store", "StaleResult", "provenance", "default_root"]
+__all__ = ["Store", "StaleResult", "default_root", "find_root", "provenance"]
 
 
 class StaleResult(ValueError):
@@ -37,6 +37,21 @@ class StaleResult(ValueError):
 def default_root() -> Path:
     """``$ORTHOBOOK_RESULTS``, else ``results/`` in the current folder."""
     return Path(os.environ.get("ORTHOBOOK_RESULTS", "results"))
+
+
+def find_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The store a reader of the book has: ``$ORTHOBOOK_RESULTS``, else the nearest
+    ``results/`` holding a summary in ``start`` (default: the current folder) or a folder
+    above it (a chapter runs in ``book/``, the store is ``results/`` beside it); ``None``
+    when there is none (a notebook on its own, on Colab say)."""
+    if "ORTHOBOOK_RESULTS" in os.environ:
+        return Path(os.environ["ORTHOBOOK_RESULTS"])
+    here = Path.cwd() if start is None else Path(start)
+    for folder in (here, *here.resolve().parents):
+        candidate = folder / "results"
+        if next(candidate.glob("*/seed-*/summary.json"), None) is not None:
+            return candidate
+    return None
 
 
 class Store:
