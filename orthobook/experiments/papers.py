@@ -158,7 +158,7 @@ _V_MNIST = replace(
     deviations=(
         *_V_OPT,
         Deviation("nonlinearity", None, f"{_NOT_FOUND}; tanh chosen"),
-        Deviation("lr", "1e-3 (as read in the issue's review)", "the same"),
+        Deviation("lr", "1e-3 (as read in the issue's review)", "the same value, from a secondary source"),
     ),
 )
 

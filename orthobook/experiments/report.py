@@ -40,11 +40,11 @@ def _show(value: object) -> str:
 
 def listing(experiments: Sequence[Experiment]) -> str:
     """One line per configuration: name, task, T, model, constraint, start, paper steps."""
-    lines = [f"{'name':<38} {'task':<8} {'T':>6} {'model':<5} {'recurrent':<16} {'init':<10} {'steps':>7}  runs"]
+    lines = [f"{'name':<38} {'task':<8} {'T':>6} {'model':<5} {'recurrent':<25} {'init':<10} {'steps':>7}  runs"]
     for e in experiments:
         constraint = e.recurrent if e.margin is None else f"{e.recurrent} m={e.margin:g}"
         runs = "yes" if e.runnable else "no (see not_runnable_why)"
-        lines.append(f"{e.name:<38} {e.task:<8} {e.T:>6} {e.model:<5} {constraint:<16} {e.init:<10} {e.steps:>7}  {runs}")
+        lines.append(f"{e.name:<38} {e.task:<8} {e.T:>6} {e.model:<5} {constraint:<25} {e.init:<10} {e.steps:>7}  {runs}")
     return "\n".join(lines)
 
 
