@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_INSTALL)
-	$(PY) -m pip install --quiet -e ".[book,test,cluster]"
+	$(PY) -m pip install --quiet -e ".[book,test,cluster,bench]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
