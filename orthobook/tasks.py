@@ -170,10 +170,11 @@ class CopyTask:
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw a batch on the CPU from ``generator`` and move it to ``device``.
+        """Draw a batch from ``generator``, on the generator's device (Note [drawing device]).
 
         Returns:
-            ``x``: (batch, seq_len, input_size) float32; ``y``: (batch, seq_len) int64 symbol codes.
+            ``x``: (batch, seq_len, input_size) float32; ``y``: (batch, seq_len) int64 symbol
+            codes, both on ``device``.
 
         Raises:
             TypeError, ValueError: ``batch_size`` is not a positive int, or ``device`` is not
@@ -181,8 +182,9 @@ class CopyTask:
         """
         _checks.positive_int(batch_size, "batch_size")
         device = _checks.device(device)
-        data = torch.randint(1, self.n_symbols + 1, (batch_size, self.n_copy), generator=generator)
-        codes = torch.zeros(batch_size, self.seq_len, dtype=torch.long)
+        on = _drawing_device(generator, device)
+        data = torch.randint(1, self.n_symbols + 1, (batch_size, self.n_copy), generator=generator, device=on)
+        codes = torch.zeros(batch_size, self.seq_len, dtype=torch.long, device=on)
         codes[:, : self.n_copy] = data
         codes[:, self.delay + self.n_copy - 1] = self.n_symbols + 1
         y = torch.zeros_like(codes)
@@ -239,10 +241,10 @@ class AddingTask:
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw a batch on the CPU from ``generator`` and move it to ``device``.
+        """Draw a batch from ``generator``, on the generator's device (Note [drawing device]).
 
         Returns:
-            ``x``: (batch, seq_len, 2) float32; ``y``: (batch, 1) float32.
+            ``x``: (batch, seq_len, 2) float32; ``y``: (batch, 1) float32, both on ``device``.
 
         Raises:
             TypeError, ValueError: ``batch_size`` is not a positive int, or ``device`` is not
@@ -250,12 +252,13 @@ class AddingTask:
         """
         _checks.positive_int(batch_size, "batch_size")
         device = _checks.device(device)
+        on = _drawing_device(generator, device)
         half = self.seq_len // 2
-        values = torch.rand(batch_size, self.seq_len, generator=generator)
-        first = torch.randint(0, half, (batch_size,), generator=generator)
-        second = torch.randint(half, self.seq_len, (batch_size,), generator=generator)
-        marks = torch.zeros(batch_size, self.seq_len)
-        rows = torch.arange(batch_size)
+        values = torch.rand(batch_size, self.seq_len, generator=generator, device=on)
+        first = torch.randint(0, half, (batch_size,), generator=generator, device=on)
+        second = torch.randint(half, self.seq_len, (batch_size,), generator=generator, device=on)
+        marks = torch.zeros(batch_size, self.seq_len, device=on)
+        rows = torch.arange(batch_size, device=on)
         marks[rows, first] = 1.0
         marks[rows, second] = 1.0
         y = (values * marks).sum(1, keepdim=True)
@@ -400,8 +403,8 @@ class ClassificationTask:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``batch_size ≤ len(self)`` distinct examples and move them to ``device``.
 
-        The indices are drawn on the CPU from ``generator``; the examples are selected where
-        the data live.
+        The indices are drawn from ``generator`` on its device (Note [drawing device]); the
+        examples are selected where the data live.
 
         Returns:
             ``x``: (batch, T, input_size); ``y``: (batch,) int64.
@@ -414,7 +417,8 @@ class ClassificationTask:
         if batch_size > len(self):
             raise ValueError(f"batch_size must be at most the {len(self)} examples, got {batch_size}")
         device = _checks.device(device)
-        idx = torch.randperm(len(self), generator=generator)[:batch_size].to(self.inputs.device)
+        on = _drawing_device(generator, device)
+        idx = torch.randperm(len(self), generator=generator, device=on)[:batch_size].to(self.inputs.device)
         return self.inputs[idx].to(device), self.targets[idx].to(device)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -424,3 +428,14 @@ class ClassificationTask:
     def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Fraction of examples whose largest logit at the last step is the label."""
         return (_steps(output, self.output_size)[:, -1].argmax(-1) == target).float().mean()
+
+
+# Note [drawing device]
+# ~~~~~~~~~~~~~~~~~~~~~
+# A batch is drawn where its generator lives and then moved to ``device``: train() seeds a
+# generator on the model's device, so on a GPU the draws happen there and no batch is copied
+# from the host at every step; with no generator, on ``device`` itself. A CUDA generator
+# gives other numbers than a CPU one with the same seed, so a GPU run sees other batches than
+# a CPU run; evaluate() draws its held-out batch on the CPU, the same sequences everywhere.
+def _drawing_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
+    return device if generator is None else generator.device

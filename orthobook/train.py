@@ -390,7 +390,7 @@ def train(
     if isinstance(model, BatchedElmanRNN):
         return _train_batch(model, task, optimizers, steps, config)
     device = _device_of(model)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)  # Note [drawing device] (tasks)
     history = History(probes={name: [] for name in config.probes})
     start = 0
     if config.checkpoint_path is not None and Path(config.checkpoint_path).exists():
@@ -992,7 +992,7 @@ def _train_batch(
     seeds = batch.batch_seeds
     if seeds is None:
         seeds = tuple(config.seed + k for k in range(len(batch)))
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     histories = [History(probes={name: [] for name in config.probes}) for _ in seeds]
     start = 0
     if config.checkpoint_path is not None and Path(config.checkpoint_path).exists():

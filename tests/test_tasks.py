@@ -411,3 +411,19 @@ def test_classification_task_batch_size_errors():
         task.sample(0)
     with pytest.raises(TypeError, match="batch_size must be an int"):
         task.sample(True)
+
+
+@pytest.mark.parametrize("task", [CopyTask(5, n_copy=3), AddingTask(10)], ids=["copy", "adding"])
+def test_batches_are_drawn_on_the_generators_device_then_moved(task) -> None:
+    # Note [drawing device]: a CPU generator draws on the CPU; without one the draws happen on
+    # ``device`` itself (here meta, which holds no values, so nothing is drawn on the host).
+    x, y = task.sample(4, torch.Generator().manual_seed(0), "meta")
+    assert x.device.type == "meta" and y.device.type == "meta"
+    x_meta, _ = task.sample(4, None, "meta")
+    assert x_meta.device.type == "meta" and x_meta.shape == x.shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_generator_draws_on_the_gpu() -> None:
+    x, y = AddingTask(10).sample(4, torch.Generator(device="cuda").manual_seed(0), "cuda")
+    assert x.is_cuda and y.is_cuda
