@@ -220,10 +220,11 @@ def _write_summaries(
     for k, (seed, model) in enumerate(zip(seeds, models)):
         record = state["models"][k]
         last = _score(model, tasks.test, tasks, build.TEST_SEED, e.eval_size)
+        selected = last
         selected_path = work / f"selected-{k}.pt"
-        if selected_path.exists():
+        if selected_path.exists() and record["best"]["step"] != state["step"]:
             model.load_state_dict(torch.load(selected_path, map_location=device, weights_only=True))
-        selected = _score(model, tasks.test, tasks, build.TEST_SEED, e.eval_size)
+            selected = _score(model, tasks.test, tasks, build.TEST_SEED, e.eval_size)
         metrics = {"test_loss": selected["loss"], "test_accuracy": selected["accuracy"]}
         if e.task in SUCCESS:
             key, level, _ = SUCCESS[e.task]
