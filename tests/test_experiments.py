@@ -18,7 +18,7 @@ from orthobook.experiments import REGISTRY, StaleResult, Store, get, parse_budge
 from orthobook.experiments import runner as runner_module
 from orthobook.experiments.build import build_model, build_optimizers, build_tasks, NotRunnable
 from orthobook.experiments.cli import main, parse_seeds
-from orthobook.experiments.config import Deviation, Experiment
+from orthobook.experiments.config import Deviation
 from orthobook.experiments.report import comparison_rows, faithfulness_rows, verdict
 from orthobook.experiments.sweep import groups, sweep
 from orthobook.mnist import MNISTArrays, load_mnist_slice
