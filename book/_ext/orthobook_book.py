@@ -12,7 +12,8 @@
 - ``orthobook_author_year``: a pybtex style for the bibliography (authors last name first,
   sorted by author and year) whose labels are the author–year form the text cites
   ("Le et al., 2015") instead of ``[ASB16]``-like ones.
-- A script that keeps the article header's buttons out of the search result snippets.
+- A script that keeps the article header's buttons out of the search result snippets, and a
+  style sheet that keeps wide equations, signatures and table cells within a phone's width.
 """
 
 from __future__ import annotations
@@ -246,8 +247,17 @@ def _prepare_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any
     if what == "data" and lines and own and lines[0].strip() == own.strip().splitlines()[0].strip():
         lines[:] = []
         return
-    joined: list[str] = []
+    headed: list[str] = []
     for line in lines:
+        # "Attributes (what they decide):" is no Napoleon section: the remark goes before it.
+        section = re.fullmatch(r"(\s*)(Args|Attributes|Returns|Raises|Yields) \(([^)]*)\):", line)
+        if section:
+            indent, name, remark = section.groups()
+            headed += [f"{indent}({name}: {remark}.)", "", f"{indent}{name}:"]
+        else:
+            headed.append(line)
+    joined: list[str] = []
+    for line in headed:
         if joined and re.fullmatch(r"\s+\w+(, \w+)*,", joined[-1]) and ":" in line:
             joined[-1] = joined[-1] + " " + line.strip()
         else:
@@ -380,10 +390,35 @@ class AuthorYearStyle(UnsrtStyle):
         super().__init__(**kwargs)
 
 
+def _default_theme_mode(app: Sphinx, config: Any) -> None:
+    """A first visit has no stored light/dark mode: without a default (the template variable
+    ``default_mode`` of the pydata theme's layout) the theme logs a console error on every page
+    ("Got invalid theme mode"); "auto" follows the reader's system."""
+    context = dict(config.html_context or {})
+    context.setdefault("default_mode", "auto")
+    config.html_context = context
+
+
+def _unique_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Each script once: an inline script added twice (sphinx-thebe's ``const THEBE_JS_URL``,
+    when its setup event runs again in an incremental build) is a SyntaxError in the page."""
+    for key in ("script_files", "css_files"):
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for item in context.get(key, []):
+            identity = (str(getattr(item, "filename", item)), str(getattr(item, "attributes", {}).get("body", "")))
+            if identity not in seen:
+                seen.add(identity)
+                unique.append(item)
+        if key in context:
+            context[key] = unique
+
+
 def _add_static(app: Sphinx) -> None:
     if app.builder.format == "html":
         app.config.html_static_path.append(str(STATIC))
         app.add_js_file("search-snippets.js")
+        app.add_css_file("narrow-screens.css")
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
@@ -395,5 +430,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", _prepare_docstring, priority=400)
     app.add_directive("literalinclude", SourceLiteralInclude, override=True)
     app.connect("builder-inited", _add_static)
+    app.connect("config-inited", _default_theme_mode)
+    app.connect("html-page-context", _unique_scripts, priority=999)
     app.connect("doctree-resolved", _resolve_links)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
