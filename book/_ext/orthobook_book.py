@@ -406,7 +406,8 @@ def _unique_scripts(app: Sphinx, pagename: str, templatename: str, context: dict
         seen: set[tuple[str, str]] = set()
         unique = []
         for item in context.get(key, []):
-            identity = (str(getattr(item, "filename", item)), str(getattr(item, "attributes", {}).get("body", "")))
+            filename = getattr(item, "filename", item) or ""
+            identity = (str(filename), str(getattr(item, "attributes", {}).get("body", "")))
             if identity not in seen:
                 seen.add(identity)
                 unique.append(item)
