@@ -38,7 +38,7 @@ MAIN = "main"
 
 # The Colab install cell of every chapter: the first code cell of book/<chapter>.md, tagged
 # remove-cell. Colab keeps its own torch (it satisfies torch>=2.2); the [notebook] extra adds
-# what the chapters import beyond the package (myst-nb's glue, ipywidgets).
+# what the chapters import beyond the package (myst-nb's glue).
 INSTALL_CELL = """\
 # On Colab: install orthobook from the same branch or release as this notebook (Colab's own
 # torch is kept); does nothing elsewhere.
