@@ -19,3 +19,20 @@ def chapter_sources() -> list[Path]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "real_data: uses MNIST/PTB fetched by tests/fetch_real_data.py")
+
+
+@pytest.fixture
+def host_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the tensor methods that read a value back to the host, in call order."""
+    import torch
+
+    reads: list[str] = []
+    for method in ("item", "tolist", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, _method=method):
+            reads.append(_method)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    return reads
