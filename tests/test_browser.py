@@ -17,6 +17,7 @@ import functools
 import html.parser
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -54,6 +55,13 @@ def _pages() -> list[str]:
         for path in SITE.rglob("*.html")
         if not path.relative_to(SITE).parts[0].startswith("_")
     )
+
+
+def _redirect(page: str) -> str | None:
+    """The target of a page that is only a ``<meta http-equiv="Refresh">`` (the site's root
+    ``index.html``, which Jupyter Book points at the book's first page), else None."""
+    match = re.fullmatch(r'\s*<meta http-equiv="Refresh" content="0; url=([^"]+)" />\s*', (SITE / page).read_text())
+    return urljoin(page, match[1]) if match else None
 
 
 class _Anchors(html.parser.HTMLParser):
@@ -282,7 +290,9 @@ def report(site: Path, server: str, mathjax: Path) -> Report:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            for page_path in _pages():
+            # A redirect is followed in the visit of its target: visited itself, its checks would
+            # race the navigation that the refresh starts after the load event.
+            for page_path in (page for page in _pages() if _redirect(page) is None):
                 for width in WIDTHS:
                     _visit(browser, page_path, width, server, mathjax, result)
         finally:
@@ -350,6 +360,12 @@ def test_internal_links_and_anchors_resolve(site: Path) -> None:
             elif parts.fragment and target.endswith(".html") and unquote(parts.fragment) not in _anchors(target).ids:
                 broken.setdefault(page, []).append(f"{href}: no anchor #{parts.fragment} in {target}")
     assert not broken, "broken internal links:\n" + _summary(broken)
+
+
+def test_the_site_root_opens_the_book(site: Path) -> None:
+    target = _redirect("index.html")
+    assert target is not None, "the site's index.html is not a redirect"
+    assert (SITE / target).is_file() and _redirect(target) is None, f"index.html points at {target}"
 
 
 def test_each_chapter_colab_button_opens_its_notebook(site: Path) -> None:

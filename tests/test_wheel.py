@@ -37,10 +37,8 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 VERSION = re.search(r'^__version__ = "([^"]+)"$', (ROOT / "orthobook" / "__init__.py").read_text(), re.M)[1]
 NAME = f"orthobook-{VERSION}"
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
-MODULES = sorted(
-    ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-    for p in (ROOT / "orthobook").rglob("*.py")
-)
+SOURCES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "orthobook").rglob("*.py"))
+MODULES = sorted(s.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for s in SOURCES)
 PACKAGE_DATA = sorted(
     p.relative_to(ROOT).as_posix() for p in (ROOT / "orthobook" / "_data").rglob("*") if p.is_file()
 ) + ["orthobook/py.typed"]
@@ -85,11 +83,10 @@ def test_the_build_warns_about_nothing_deprecated(built: Built) -> None:
 def test_wheel_holds_the_package_its_data_and_licences(built: Built) -> None:
     with zipfile.ZipFile(built.wheel) as archive:
         names = set(archive.namelist())
-    modules = {f"{m.replace('.', '/')}{'/__init__' if m == 'orthobook' else ''}.py" for m in MODULES}
     info = f"{NAME}.dist-info"
     licences = {f"{info}/licenses/LICENSE", f"{info}/licenses/orthobook/_data/mnist_slice/README.md"}
     package = {n for n in names if not n.startswith(f"{info}/")}
-    assert package == modules | set(PACKAGE_DATA)
+    assert package == set(SOURCES) | set(PACKAGE_DATA)
     assert licences <= names
 
 
