@@ -1,7 +1,8 @@
 """The registered configurations: the headline experiments of the book's four papers.
 
-Each paper's experiments are written once as a base :class:`Experiment` and its variants
-(``dataclasses.replace``), with the sources read to check them. Where no source read for
+Each paper's experiments are written once: a base :class:`Experiment` with the sources read
+to check it, a small factory that makes one cell of the paper's grid from it
+(``dataclasses.replace``), and the grid as one comprehension over the cells. Where no source read for
 this registry states a hyperparameter, its :class:`Deviation` says so (``paper=None``) and
 the value we chose; where a number of the paper is only a curve, its :class:`Reported`
 value is ``None`` and the statement says what the curve shows.
@@ -89,58 +90,71 @@ _V_COPY = Experiment(
 )
 
 
+def _curve(metric: str, source: str, statement: str, higher_is_better: bool = True) -> tuple[Reported, ...]:
+    """A paper's outcome given only as a curve or in words: no number to compare with."""
+    return (Reported(metric, None, source, statement, higher_is_better),)
+
+
 def _margin_label(margin: float | None) -> str:
     return "none" if margin is None else f"{margin:g}"
 
 
-def _vorontsov_copy(T: int, margin: float | None, init: str = "orthogonal") -> Experiment:
-    label = f"m{_margin_label(margin)}" + ("-glorot" if init == "glorot" else "")
+def _vorontsov(
+    base: Experiment, suffix: str, title: str, margin: float | None, init: str, **changes: object
+) -> Experiment:
+    """A Vorontsov et al. configuration: ``base`` with the margin and start of one grid cell."""
     return replace(
-        _V_COPY,
-        name=f"vorontsov2017-copy-T{T}-{label}",
-        title=f"copy, T = {T}, margin {_margin_label(margin)}, {init} start",
-        T=T,
+        base,
+        name=f"vorontsov2017-{suffix}",
+        title=title,
         margin=margin,
         init=init,
         spectrum_lr_over_2m=bool(margin),
-        reported=(
-            Reported(
-                "solved",
-                None,
-                "Vorontsov et al. 2017, §5.1, copy-task accuracy curves",
-                "the paper shows accuracy curves per margin; no single number per run",
-            ),
-        ),
+        **changes,
     )
 
 
+def _v_cell(margin: float | None, init: str) -> tuple[str, str]:
+    """The name label and the title words of one (margin, start) cell."""
+    label = f"m{_margin_label(margin)}" + ("-glorot" if init == "glorot" else "")
+    return label, f"margin {_margin_label(margin)}, {init} start"
+
+
 _V_MARGINS = (0.0, 0.001, 0.01, 0.1, 1.0, None)
-_V_CONFIGS = [_vorontsov_copy(T, m) for T in (200, 500, 1000, 10000) for m in _V_MARGINS]
-_V_CONFIGS += [_vorontsov_copy(T, None, "glorot") for T in (200, 500)]
+_V_COPY_CURVE = _curve(
+    "solved",
+    "Vorontsov et al. 2017, §5.1, copy-task accuracy curves",
+    "the paper shows accuracy curves per margin; no single number per run",
+)
+_V_CONFIGS = [
+    _vorontsov(_V_COPY, f"copy-T{T}-{label}", f"copy, T = {T}, {words}", m, init, T=T, reported=_V_COPY_CURVE)
+    for T, m, init in [(T, m, "orthogonal") for T in (200, 500, 1000, 10000) for m in _V_MARGINS]
+    + [(T, None, "glorot") for T in (200, 500)]
+    for label, words in [_v_cell(m, init)]
+]
 _V_CONFIGS += [
-    replace(
-        c,
-        name=c.name.replace("copy", "adding"),
-        title=c.title.replace("copy", "adding"),
+    _vorontsov(
+        _V_COPY,
+        f"adding-T200-{label}",
+        f"adding, T = 200, {words}",
+        m,
+        "orthogonal",
         task="adding",
         nonlinearity="tanh",
-        reported=(
-            Reported(
-                "test_loss",
-                None,
-                "Vorontsov et al. 2017, §5.1, adding-task curves",
-                "the paper shows MSE curves per margin; no single number per run",
-                higher_is_better=False,
-            ),
+        reported=_curve(
+            "test_loss",
+            "Vorontsov et al. 2017, §5.1, adding-task curves",
+            "the paper shows MSE curves per margin; no single number per run",
+            higher_is_better=False,
         ),
         deviations=(
-            *c.deviations[:-1],
+            *_V_COPY.deviations[:-1],
             Deviation("T", None, f"the adding task's length is {_NOT_FOUND}; 200 chosen"),
             Deviation("nonlinearity", None, f"{_NOT_FOUND}; tanh chosen"),
         ),
     )
-    for c in _V_CONFIGS
-    if c.T == 200 and c.init == "orthogonal"
+    for m in _V_MARGINS
+    for label, words in [_v_cell(m, "orthogonal")]
 ]
 
 _V_MNIST = replace(
@@ -163,40 +177,28 @@ _V_MNIST = replace(
 )
 
 
-def _vorontsov_mnist(task: str, margin: float | None, init: str = "orthogonal", model: str = "rnn") -> Experiment:
-    kind = "lstm" if model == "lstm" else f"m{_margin_label(margin)}" + ("-glorot" if init == "glorot" else "")
-    common = dict(
-        name=f"vorontsov2017-{task}-{kind}",
-        title=f"{'sequential' if task == 'smnist' else 'permuted'} MNIST, "
-        + ("LSTM" if model == "lstm" else f"margin {_margin_label(margin)}, {init} start"),
-        task=task,
-        reported=(
-            Reported(
-                "test_accuracy",
-                None,
-                "Vorontsov et al. 2017, Table 1 (MNIST and PMNIST accuracy per margin)",
-                "the table's values were not re-read in this session; enter them here with the table",
-            ),
-        ),
-    )
-    if model == "lstm":
-        return replace(
-            _V_MNIST,
-            model="lstm",
-            recurrent="free",
-            margin=None,
-            init="pytorch",
-            frame_lr=None,
-            spectrum_lr_over_2m=False,
-            **common,
-        )
-    return replace(_V_MNIST, margin=margin, init=init, spectrum_lr_over_2m=bool(margin), **common)
-
-
+_V_MNIST_TABLE = _curve(
+    "test_accuracy",
+    "Vorontsov et al. 2017, Table 1 (MNIST and PMNIST accuracy per margin)",
+    "the table's values were not re-read in this session; enter them here with the table",
+)
 _V_CONFIGS += [
-    _vorontsov_mnist(task, m, init, model)
+    _vorontsov(
+        _V_MNIST,
+        f"{task}-{label}",
+        f"{'sequential' if task == 'smnist' else 'permuted'} MNIST, {words}",
+        m,
+        init,
+        task=task,
+        reported=_V_MNIST_TABLE,
+        **lstm,
+    )
     for task in ("smnist", "pmnist")
-    for m, init, model in [(m, "orthogonal", "rnn") for m in _V_MARGINS] + [(None, "glorot", "rnn"), (None, "pytorch", "lstm")]
+    for (label, words), m, init, lstm in [(_v_cell(m, "orthogonal"), m, "orthogonal", {}) for m in _V_MARGINS]
+    + [
+        (_v_cell(None, "glorot"), None, "glorot", {}),
+        (("lstm", "LSTM"), None, "pytorch", dict(model="lstm", recurrent="free", frame_lr=None)),
+    ]
 ]
 _V_CONFIGS.append(
     replace(
@@ -208,9 +210,10 @@ _V_CONFIGS.append(
         split="ptb",
         runnable=False,
         not_runnable_why=_PTB,
-        reported=(Reported("test_loss", None, "Vorontsov et al. 2017, §5.2 (PTB)", "bits per character", False),),
+        reported=_curve("test_loss", "Vorontsov et al. 2017, §5.2 (PTB)", "bits per character", False),
     )
 )
+
 
 # ---------------------------------------------------------------------------------------------
 # Zhang, Lei & Dhillon 2018
@@ -258,14 +261,24 @@ _Z_MNIST = Experiment(
         Deviation("optimizer", "Adam (the issue's review; the release's Params.py names SGD)", "Adam"),
     ),
 )
+
+
+def _zhang(suffix: str, title: str, **changes: object) -> Experiment:
+    """A Zhang et al. configuration: the pixel-MNIST Spectral-RNN with ``changes``."""
+    return replace(_Z_MNIST, name=f"zhang2018-{suffix}", title=title, **changes)
+
+
+def _z_table(value: float) -> tuple[Reported, ...]:
+    return (Reported("test_accuracy", value, "Zhang et al. 2018, pixel-MNIST table (as quoted in chapter 4)", tolerance=0.005),)
+
+
 _Z_CONFIGS = [
     _Z_MNIST,
-    replace(
-        _Z_MNIST,
-        name="zhang2018-smnist-ornn",
-        title="pixel MNIST, oRNN baseline (k = 16 reflectors, m = 0)",
+    _zhang(
+        "smnist-ornn",
+        "pixel MNIST, oRNN baseline (k = 16 reflectors, m = 0)",
         margin=0.0,
-        reported=(Reported("test_accuracy", 0.972, "Zhang et al. 2018, pixel-MNIST table (as quoted in chapter 4)", tolerance=0.005),),
+        reported=_z_table(0.972),
         deviations=(
             *_Z_MNIST.deviations,
             Deviation(
@@ -275,47 +288,43 @@ _Z_CONFIGS = [
             ),
         ),
     ),
-    replace(
-        _Z_MNIST,
-        name="zhang2018-smnist-lstm",
-        title="pixel MNIST, LSTM baseline",
+    _zhang(
+        "smnist-lstm",
+        "pixel MNIST, LSTM baseline",
         model="lstm",
         recurrent="free",
         margin=None,
         reflectors=None,
         init="pytorch",
-        reported=(Reported("test_accuracy", 0.973, "Zhang et al. 2018, pixel-MNIST table (as quoted in chapter 4)", tolerance=0.005),),
+        reported=_z_table(0.973),
     ),
 ]
-for _task, _T in (("adding", 100), ("copy", 100)):
-    _Z_CONFIGS.append(
-        replace(
-            _Z_MNIST,
-            name=f"zhang2018-{_task}-spectral",
-            title=f"{_task}, T = {_T}, Spectral-RNN (k = 16, r = 0.01)",
-            task=_task,
-            T=_T,
-            split="fresh",
-            steps=100 * 391,
-            steps_per_epoch=391,
-            eval_every=391,
-            reported=(
-                Reported(
-                    "test_loss" if _task == "adding" else "test_accuracy",
-                    None,
-                    f"Zhang et al. 2018, {_task}-task curves",
-                    "the paper shows curves against training time; no single number",
-                    higher_is_better=_task != "adding",
-                ),
-            ),
-            deviations=(
-                _Z_DECAY,
-                _FRESH,
-                Deviation("T", None, f"the release's example configuration uses {_T}; the paper's lengths were not re-read"),
-                Deviation("nonlinearity", None, f"{_NOT_FOUND}; tanh chosen"),
-            ),
-        )
+_Z_CONFIGS += [
+    _zhang(
+        f"{task}-spectral",
+        f"{task}, T = 100, Spectral-RNN (k = 16, r = 0.01)",
+        task=task,
+        T=100,
+        split="fresh",
+        steps=100 * 391,
+        steps_per_epoch=391,
+        eval_every=391,
+        reported=_curve(
+            "test_loss" if task == "adding" else "test_accuracy",
+            f"Zhang et al. 2018, {task}-task curves",
+            "the paper shows curves against training time; no single number",
+            higher_is_better=task != "adding",
+        ),
+        deviations=(
+            _Z_DECAY,
+            _FRESH,
+            Deviation("T", None, "the release's example configuration uses 100; the paper's lengths were not re-read"),
+            Deviation("nonlinearity", None, f"{_NOT_FOUND}; tanh chosen"),
+        ),
     )
+    for task in ("adding", "copy")
+]
+
 
 # ---------------------------------------------------------------------------------------------
 # Hu et al. 2018
@@ -345,62 +354,61 @@ _H_ADDING = Experiment(
         Deviation("steps", None, f"{_NOT_FOUND}; 20,000 chosen"),
     ),
 )
+
+
+def _hu(suffix: str, title: str, model: str, **changes: object) -> Experiment:
+    """A Hu et al. configuration of ``model`` (the RIN and IRNN start at the identity)."""
+    init = "pytorch" if model == "lstm" else "identity"
+    return replace(_H_ADDING, name=f"hu2018-{suffix}", title=title, model=model, init=init, **changes)
+
+
 _H_LR = {200: 1e-4, 300: 1e-5, 400: 1e-6}
-_H_CONFIGS = []
-for _T, _lr in _H_LR.items():
-    for _model in ("rin", "irnn", "lstm"):
-        _H_CONFIGS.append(
-            replace(
-                _H_ADDING,
-                name=f"hu2018-adding-T{_T}-{_model}",
-                title=f"adding, T = {_T}, {_model.upper()}",
-                T=_T,
-                lr=_lr,
-                model=_model,
-                init="pytorch" if _model == "lstm" else "identity",
-                reported=(
-                    Reported(
-                        "test_loss",
-                        None,
-                        "Hu et al. 2018, adding-problem curves",
-                        "the RIN converges faster than the IRNN and the LSTM at T = 200 to 400",
-                        higher_is_better=False,
-                    ),
-                ),
-            )
-        )
-for _task in ("smnist", "pmnist"):
-    for _model in ("rin", "irnn", "lstm"):
-        _H_CONFIGS.append(
-            replace(
-                _H_ADDING,
-                name=f"hu2018-{_task}-{_model}",
-                title=f"{'sequential' if _task == 'smnist' else 'permuted'} MNIST, 1 × 100 {_model.upper()}",
-                task=_task,
-                T=784,
-                model=_model,
-                init="pytorch" if _model == "lstm" else "identity",
-                optimizer="rmsprop",
-                lr=1e-6,
-                split="60k/10k",
-                steps=500 * 1875,
-                steps_per_epoch=1875,
-                eval_every=1875,
-                reported=(
-                    Reported(
-                        "test_accuracy",
-                        None,
-                        "Hu et al. 2018, MNIST results table",
-                        "the table's values were not re-read in this session; enter them here with the table",
-                    ),
-                ),
-                deviations=(
-                    Deviation("batch_size", None, f"{_NOT_FOUND}; 32 chosen"),
-                    Deviation("steps", "up to 500 epochs", "500 epochs of 1,875 batches of 32"),
-                    Deviation("split", None, f"{_NOT_FOUND}; the standard 60k/10k, the test set also validating"),
-                ),
-            )
-        )
+_H_MODELS = ("rin", "irnn", "lstm")
+_H_CONFIGS = [
+    _hu(
+        f"adding-T{T}-{model}",
+        f"adding, T = {T}, {model.upper()}",
+        model,
+        T=T,
+        lr=lr,
+        reported=_curve(
+            "test_loss",
+            "Hu et al. 2018, adding-problem curves",
+            "the RIN converges faster than the IRNN and the LSTM at T = 200 to 400",
+            higher_is_better=False,
+        ),
+    )
+    for T, lr in _H_LR.items()
+    for model in _H_MODELS
+]
+_H_CONFIGS += [
+    _hu(
+        f"{task}-{model}",
+        f"{'sequential' if task == 'smnist' else 'permuted'} MNIST, 1 × 100 {model.upper()}",
+        model,
+        task=task,
+        T=784,
+        optimizer="rmsprop",
+        lr=1e-6,
+        split="60k/10k",
+        steps=500 * 1875,
+        steps_per_epoch=1875,
+        eval_every=1875,
+        reported=_curve(
+            "test_accuracy",
+            "Hu et al. 2018, MNIST results table",
+            "the table's values were not re-read in this session; enter them here with the table",
+        ),
+        deviations=(
+            Deviation("batch_size", None, f"{_NOT_FOUND}; 32 chosen"),
+            Deviation("steps", "up to 500 epochs", "500 epochs of 1,875 batches of 32"),
+            Deviation("split", None, f"{_NOT_FOUND}; the standard 60k/10k, the test set also validating"),
+        ),
+    )
+    for task in ("smnist", "pmnist")
+    for model in _H_MODELS
+]
+
 
 # ---------------------------------------------------------------------------------------------
 # Orhan & Pitkow 2020
@@ -445,34 +453,41 @@ _O_COPY = Experiment(
         Deviation("eval_every", "one epoch (3,750 steps)", "500 steps: earlier stopping checks"),
     ),
 )
-_O_SCALES = {"chain": 1.02, "fb_chain": 0.04, "orthogonal": 1.0, "identity": 1.0}
-_O_CONFIGS = []
-for _init, _scale in _O_SCALES.items():
-    _input = None if _init in ("chain", "fb_chain") else 0.9 / math.sqrt(100)
-    _O_CONFIGS.append(
-        replace(
-            _O_COPY,
-            name=f"orhan2020-copy-{_init.replace('_', '')}",
-            title=f"copy, T = 500, {_init.replace('_', '-')} start",
-            T=480,
-            init=_init,
-            init_scale=_scale,
-            input_std=_input,
-            reported=(
-                Reported(
-                    "solved",
-                    None,
-                    "Orhan & Pitkow 2020, Fig. 3 (copy)",
-                    "chain and fb-chain starts reach a lower copy loss than orthogonal and identity starts",
-                ),
-            ),
-        )
+
+
+def _orhan(suffix: str, title: str, init: str, **changes: object) -> Experiment:
+    """An Orhan & Pitkow configuration from start ``init`` (its α, β or gain, and its inputs)."""
+    return replace(
+        _O_COPY,
+        name=f"orhan2020-{suffix}-{init.replace('_', '')}",
+        title=f"{title}, {init.replace('_', '-')} start",
+        init=init,
+        init_scale=_O_SCALES[init],
+        input_std=None if init in ("chain", "fb_chain") else 0.9 / math.sqrt(100),
+        **changes,
     )
-    _O_CONFIGS.append(
-        replace(
-            _O_CONFIGS[-1],
-            name=f"orhan2020-psmnist-{_init.replace('_', '')}",
-            title=f"psMNIST, {_init.replace('_', '-')} start",
+
+
+_O_SCALES = {"chain": 1.02, "fb_chain": 0.04, "orthogonal": 1.0, "identity": 1.0}
+_O_CONFIGS = [
+    config
+    for init in _O_SCALES
+    for config in (
+        _orhan(
+            "copy",
+            "copy, T = 500",
+            init,
+            T=480,
+            reported=_curve(
+                "solved",
+                "Orhan & Pitkow 2020, Fig. 3 (copy)",
+                "chain and fb-chain starts reach a lower copy loss than orthogonal and identity starts",
+            ),
+        ),
+        _orhan(
+            "psmnist",
+            "psMNIST",
+            init,
             task="psmnist",
             T=784,
             steps=100 * 3750,
@@ -480,19 +495,17 @@ for _init, _scale in _O_SCALES.items():
             early_stop_loss=None,
             eval_every=3750,
             copy_layout="scalar",
-            reported=(
-                Reported(
-                    "test_accuracy",
-                    None,
-                    "Orhan & Pitkow 2020, Fig. 3 (psMNIST)",
-                    "non-normal (chain, fb-chain) starts reach a higher psMNIST accuracy than normal ones",
-                ),
+            reported=_curve(
+                "test_accuracy",
+                "Orhan & Pitkow 2020, Fig. 3 (psMNIST)",
+                "non-normal (chain, fb-chain) starts reach a higher psMNIST accuracy than normal ones",
             ),
             deviations=(
                 Deviation("split", "60k/10k, a permutation drawn from the run's seed", "60k/10k, one fixed permutation"),
             ),
-        )
+        ),
     )
+]
 _O_CONFIGS.append(
     replace(
         _O_COPY,
@@ -505,7 +518,7 @@ _O_CONFIGS.append(
         split="ptb",
         runnable=False,
         not_runnable_why=_PTB,
-        reported=(Reported("test_loss", None, "Orhan & Pitkow 2020, language-modelling table", "bits per character", False),),
+        reported=_curve("test_loss", "Orhan & Pitkow 2020, language-modelling table", "bits per character", False),
         deviations=(),
     )
 )
