@@ -271,6 +271,12 @@ def test_figure_bad_layout(kwargs):
         figure(**kwargs)
 
 
+def _run_fresh(code: str) -> None:
+    """Run ``code`` in a fresh interpreter; its assertions fail the test."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.slow
 def test_figures_display_as_retina_png_in_ipython():
     """Inside IPython, a book figure displays as a PNG with twice the pixels of its display size."""
@@ -289,8 +295,7 @@ def test_figures_display_as_retina_png_in_ipython():
         "assert (width // 2, height // 2) == (shown['width'], shown['height']), (width, height, shown)\n"
         "assert 600 <= shown['width'] <= 660, shown\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    _run_fresh(code)
 
 
 def test_module_body_changes_no_rcparams():
@@ -310,8 +315,7 @@ def test_import_changes_no_rcparams():
         "changed = sorted(k for k in before if before[k] != after[k])\n"
         "assert not changed, changed\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    _run_fresh(code)
 
 
 def test_plot_curves_draws_the_median_and_band_over_seeds() -> None:
