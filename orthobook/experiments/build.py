@@ -7,6 +7,7 @@ Everything is built from the existing package (orthobook.models, .parametrizatio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,16 @@ from orthobook.parametrizations import householder_svd, spectral_margin
 from orthobook.stiefel import StiefelParameter
 from orthobook.tasks import AddingTask, ClassificationTask, CopyTask, Task
 
-__all__ = ["NotRunnable", "Tasks", "batch_of", "batchable", "build_model", "build_optimizers", "build_tasks"]
+__all__ = [
+    "NotRunnable",
+    "Tasks",
+    "batch_of",
+    "batchable",
+    "build_model",
+    "build_optimizers",
+    "build_schedulers",
+    "build_tasks",
+]
 
 # Validation and test batches of the synthetic tasks: fixed seeds, far from any training seed.
 VALIDATION_SEED = 1_000_003
@@ -201,6 +211,43 @@ def build_optimizers(experiment: Experiment, models: list[nn.Module]) -> list[to
         cls = CayleySGD if frames and e.frame_lr is None else torch.optim.SGD
         optimizers.append(cls(groups, lr=e.lr, momentum=e.momentum, weight_decay=e.weight_decay))
     return optimizers
+
+
+def build_schedulers(
+    experiment: Experiment, optimizers: list[torch.optim.Optimizer]
+) -> list[torch.optim.lr_scheduler.LRScheduler]:
+    """One learning-rate scheduler per optimizer from ``experiment.lr_decay`` (none when the
+    rate is constant), each to be stepped once per epoch.
+
+    Every optimizer gets a load-state hook that puts its scheduler's current rates back after
+    each :meth:`~torch.optim.Optimizer.load_state_dict` (Note [schedule and resume]).
+    """
+    if experiment.lr_decay is None:
+        return []
+    schedulers = []
+    for optimizer in optimizers:
+        scheduler = experiment.lr_decay.build(optimizer)
+        optimizer.register_load_state_dict_post_hook(_rates_of(scheduler))
+        schedulers.append(scheduler)
+    return schedulers
+
+
+def _rates_of(scheduler: torch.optim.lr_scheduler.LRScheduler) -> Callable[[torch.optim.Optimizer], None]:
+    def put_back(optimizer: torch.optim.Optimizer) -> None:
+        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = lr
+
+    return put_back
+
+
+# Note [schedule and resume]
+# ~~~~~~~~~~~~~~~~~~~~~~~~~~
+# The runner trains in chunks, and orthobook.train restores the optimizers from its
+# checkpoint at the start of every chunk: their state dicts carry the learning rate they had
+# when the checkpoint was written, before the scheduler stepped at the epoch's end. So the
+# scheduler, not the checkpoint, owns the rate: the hook of `build_schedulers` writes the
+# scheduler's rates into the optimizer after every load. The scheduler's own state (its
+# epoch count) is kept in the runner's progress file, written with the step it belongs to.
 
 
 # Note [optimizer groups]

@@ -16,7 +16,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-__all__ = ["Deviation", "Experiment", "Reported", "RUN_FIELDS", "TASKS", "MODELS"]
+import torch
+
+__all__ = ["Deviation", "Experiment", "LRSchedule", "Reported", "RUN_FIELDS", "TASKS", "MODELS"]
 
 TASKS = ("copy", "adding", "smnist", "pmnist", "psmnist", "ptb_char")
 MODELS = ("rnn", "lstm", "rin", "irnn")
@@ -25,6 +27,62 @@ _INITS = ("glorot", "orthogonal", "identity", "chain", "fb_chain", "pytorch")
 _OPTIMIZERS = ("rmsprop", "adam", "sgd")
 _SELECT = ("best_validation", "last")
 _SPLITS = ("fresh", "50k/10k/10k", "60k/10k", "pooled 80/20", "ptb")
+_SCHEDULES = ("exponential", "step")
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """How the learning rate falls with the epochs: a torch scheduler stepped once per epoch.
+
+    ``"exponential"`` multiplies every learning rate by ``gamma`` after each epoch
+    (:class:`torch.optim.lr_scheduler.ExponentialLR`); ``"step"`` multiplies it by ``gamma``
+    after every ``step_size`` epochs (:class:`~torch.optim.lr_scheduler.StepLR`). During epoch
+    ``e`` (counted from 0) the rate is ``lr · factor(e)``.
+
+    Attributes:
+        kind: ``"exponential"`` or ``"step"``.
+        gamma: the factor, in (0, 1].
+        step_size: epochs between two factors (``"step"`` only).
+
+    Example:
+        >>> LRSchedule("exponential", 0.99).factor(100) == 0.99**100
+        True
+        >>> [LRSchedule("step", 0.5, step_size=2).factor(e) for e in range(5)]
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+
+    kind: str
+    gamma: float
+    step_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _SCHEDULES:
+            raise ValueError(f"kind must be one of {_SCHEDULES}, got {self.kind!r}")
+        if not (isinstance(self.gamma, (int, float)) and not isinstance(self.gamma, bool) and 0 < self.gamma <= 1):
+            raise ValueError(f"gamma must be a number in (0, 1], got {self.gamma!r}")
+        if (self.kind == "step") != (self.step_size is not None):
+            raise ValueError(f"step_size is given with kind 'step' and only then, got {self.step_size!r}")
+        if self.step_size is not None and (
+            not isinstance(self.step_size, int) or isinstance(self.step_size, bool) or self.step_size < 1
+        ):
+            raise ValueError(f"step_size must be a positive int, got {self.step_size!r}")
+
+    def __str__(self) -> str:
+        every = "epoch" if self.kind == "exponential" else f"{self.step_size} epochs"
+        return f"×{self.gamma:g} per {every}"
+
+    def factor(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (from 0) over the initial one."""
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        decays = epoch if self.kind == "exponential" else epoch // self.step_size
+        return self.gamma**decays
+
+    def build(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        """The torch scheduler of ``optimizer`` (every parameter group decays alike)."""
+        if self.kind == "exponential":
+            return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.gamma)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
 
 
 @dataclass(frozen=True)
@@ -83,7 +141,9 @@ class Experiment:
             ``2m`` (Vorontsov et al. 2017; ``s = 2m(σ(p) − ½) + 1`` has slope ``m/2`` at 0).
         clip: largest gradient norm (``None``: no clipping).
         batch_size, steps: the paper's batch and number of optimizer steps.
-        lr_decay, steps_per_epoch: a multiplicative learning-rate decay per epoch.
+        lr_decay: the learning-rate schedule (an :class:`LRSchedule`, stepped every
+            ``steps_per_epoch`` steps, for every optimizer), ``None``: a constant rate.
+        steps_per_epoch: optimizer steps of one epoch (needed by ``lr_decay``).
         split: how the data are divided (``"fresh"``: synthetic batches drawn anew).
         select: ``"best_validation"`` (the model of the best validation loss is reported)
             or ``"last"``; ``early_stop_loss`` stops a run at that validation loss.
@@ -119,7 +179,7 @@ class Experiment:
     frame_lr: float | None = None
     spectrum_lr_over_2m: bool = False
     clip: float | None = None
-    lr_decay: float | None = None
+    lr_decay: LRSchedule | None = None
     steps_per_epoch: int | None = None
     split: str = "fresh"
     select: str = "best_validation"
@@ -155,6 +215,10 @@ class Experiment:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.spectrum_lr_over_2m and not self.margin:
             raise ValueError("spectrum_lr_over_2m needs a margin m > 0")
+        if self.lr_decay is not None and not isinstance(self.lr_decay, LRSchedule):
+            raise TypeError(f"lr_decay must be an LRSchedule or None, got {type(self.lr_decay).__name__}")
+        if self.lr_decay is not None and self.steps_per_epoch is None:
+            raise ValueError("lr_decay is stepped once per epoch: it needs steps_per_epoch")
         if self.recurrent != "free" and self.model != "rnn":
             raise ValueError(f"recurrent={self.recurrent!r} constrains an Elman RNN: model must be 'rnn'")
         known = {f.name for f in dataclasses.fields(self)}
@@ -163,8 +227,12 @@ class Experiment:
                 raise ValueError(f"deviation names an unknown field {deviation.field!r}")
 
     def run_settings(self) -> dict[str, object]:
-        """The fields that decide a run (:data:`RUN_FIELDS`), as a dict."""
-        return {name: getattr(self, name) for name in RUN_FIELDS}
+        """The fields that decide a run (:data:`RUN_FIELDS`), as a dict of JSON values (an
+        :class:`LRSchedule` as the dict of its fields)."""
+        settings = {name: getattr(self, name) for name in RUN_FIELDS}
+        if self.lr_decay is not None:
+            settings["lr_decay"] = dataclasses.asdict(self.lr_decay)
+        return settings
 
     def config_hash(self) -> str:
         """SHA-256 (first 16 hex digits) of :meth:`run_settings` as canonical JSON."""
@@ -189,7 +257,9 @@ class Experiment:
 # what a run computes go into it: the notes, the reported numbers and the sources can be
 # corrected without throwing results away, while a changed learning rate or margin makes
 # every stored summary of that configuration refused until it is run again. The name is in
-# the hash so that two configurations that happen to agree never share results.
+# the hash so that two configurations that happen to agree never share results. A constant
+# learning rate is `lr_decay = None`, as it was when the field held a plain decay factor, so
+# the configurations without a schedule kept their hashes when LRSchedule came in.
 RUN_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(Experiment)

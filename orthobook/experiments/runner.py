@@ -5,8 +5,10 @@ as one :class:`~orthobook.batched.BatchedElmanRNN` ("many seeds at the price of 
 run proceeds in chunks of ``eval_every`` steps through :func:`orthobook.train.train`, whose
 checkpoint carries the model, optimizers and batch generators from one chunk to the next
 (and over a kill); after each chunk every model is scored on the validation set, and the
-state of its best validation loss is kept (Note [model selection]). What a run leaves in
-the store is described in :mod:`orthobook.experiments.store`.
+state of its best validation loss is kept (Note [model selection]). With a learning-rate
+schedule the chunks also end at every epoch's end, where the schedulers step (Note [schedule
+and resume] in :mod:`orthobook.experiments.build`). What a run leaves in the store is
+described in :mod:`orthobook.experiments.store`.
 """
 
 from __future__ import annotations
@@ -134,8 +136,11 @@ def _train_group(
     models = [build.build_model(experiment, tasks.train, s).to(device) for s in seeds]
     module = build.batch_of(models, seeds)
     optimizers = build.build_optimizers(experiment, models)
+    schedulers = build.build_schedulers(experiment, optimizers)
     work = store.work_dir(experiment, seeds)
     state = _load_progress(work, len(seeds))
+    for scheduler, saved in zip(schedulers, state.get("schedulers", [])):
+        scheduler.load_state_dict(saved)
     target = min(experiment.steps, budget.steps or experiment.steps)
     # A wall-clock budget is checked between chunks: short ones, so that it is kept closely.
     chunk = experiment.eval_every if budget.seconds is None else min(experiment.eval_every, _WALL_CHUNK)
@@ -156,16 +161,27 @@ def _train_group(
     bar = tqdm(total=target, initial=state["step"], desc=f"{experiment.name} seeds {seeds}", disable=not progress)
     with bar:
         while not _finished(state, target, budget, started):
-            goal = min(target, state["step"] + chunk)
+            goal = _next_goal(state["step"], chunk, target, experiment.steps_per_epoch if schedulers else None)
             histories = train(module, tasks.train, optimizers, goal, config)
             histories = histories if isinstance(histories, list) else [histories]
             bar.update(goal - state["step"])
             state["step"] = goal
+            if schedulers and goal % experiment.steps_per_epoch == 0:
+                for scheduler in schedulers:
+                    scheduler.step()
+                state["schedulers"] = [scheduler.state_dict() for scheduler in schedulers]
             if goal % experiment.eval_every == 0 or _finished(state, target, budget, started):
                 _select(experiment, models, tasks, state, histories, work)
             state["elapsed"] = time.perf_counter() - started
             _save_progress(work, state)
     _write_summaries(experiment, seeds, models, tasks, state, store, budget, device, work)
+
+
+def _next_goal(step: int, chunk: int, target: int, epoch: int | None) -> int:
+    """The step the next chunk trains to: the next multiple of ``chunk`` (or ``target``), and
+    no later than the end of the current epoch when a schedule steps there (``epoch``)."""
+    goal = min(target, (step // chunk + 1) * chunk)
+    return goal if epoch is None else min(goal, (step // epoch + 1) * epoch)
 
 
 def _finished(state: dict[str, Any], target: int, budget: Budget, started: float) -> bool:
