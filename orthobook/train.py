@@ -387,19 +387,15 @@ def train(
     _checks.positive_int(steps, "steps")
     optimizers = _optimizers(optimizer)
     _check_retraction(model, optimizers)
-    if isinstance(model, BatchedElmanRNN):
-        return _train_batch(model, task, optimizers, steps, config)
-    device = _device_of(model)
-    generator = torch.Generator(device=device).manual_seed(config.seed)  # Note [drawing device] (tasks)
-    history = History(probes={name: [] for name in config.probes})
+    runs = _Runs(model, optimizers, config)
     start = 0
     if config.checkpoint_path is not None and Path(config.checkpoint_path).exists():
-        start = _resume(config.checkpoint_path, steps, model, optimizers, generator, history, device)
+        start = runs.resume(steps)
     if config.log_path is not None:
-        _rewrite_log(config.log_path, history)
+        runs.rewrite_log()
     with flushing_denormals(config.flush_denormal):
-        _run(model, task, optimizers, steps, config, start, generator, history, device)
-    return history
+        runs.run(task, steps, start)
+    return runs.histories if runs.batched else runs.histories[0]
 
 
 def _progress_bar(config: TrainConfig, start: int, steps: int) -> tqdm:
@@ -409,91 +405,279 @@ def _progress_bar(config: TrainConfig, start: int, steps: int) -> tqdm:
     return tqdm(range(start, steps), initial=start, total=steps, desc=config.description, disable=not progress)
 
 
-def _run(
-    model: nn.Module,
-    task: Task,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    steps: int,
-    config: TrainConfig,
-    start: int,
-    generator: torch.Generator,
-    history: History,
-    device: torch.device,
-) -> None:
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    max_norm = math.inf if config.clip is None else config.clip
-    guard = _Guard(1, device, optimizers)
+# Note [batched runs]
+# ~~~~~~~~~~~~~~~~~~~
+# train(batch, …) runs the K models of a BatchedElmanRNN as K runs of train would run them,
+# side by side: model k draws its batches from its own generator (batch_seeds[k], default
+# config.seed + k), its objective is task.loss(output[k], y_k) + config.penalty(models[k]),
+# and its gradient norm is taken and clipped over its own parameters. The models share no
+# parameter, so the backward pass of the sum of the K objectives gives each model the
+# gradient of its own objective.
+#
+# The guard of Note [NaN guard] runs per model, on one host read per logged step (the K
+# losses, penalties, accuracies and norms in one transfer) and on the device in between, with
+# a flag per model (Note [device-side guard]). A model whose loss, penalty or gradient
+# norm is non-finite is frozen: its gradients are set to None, so that no optimizer moves it
+# (torch's and the Cayley optimizers skip a parameter without a gradient, its state and step
+# count included), and its History records the step and the quantity; the other models go
+# on. A frozen model still runs in the batched forward pass, and its output is not used.
+# on_nonfinite applies when no model is left: "raise" raises TrainingDiverged for the last
+# one, "stop" returns the K histories. The state check at checkpoints and at the end runs per
+# model too (its parameters and its parameters' optimizer state); a model frozen there keeps
+# its non-finite state in the checkpoints that follow, marked as stopped by its History, so a
+# resumed run keeps it frozen.
+#
+# One model is a run of K = 1 through the same code (_Runs), with three differences: its
+# objective is backpropagated as it is (not as a sum of one), its log records carry no
+# "model" key, and its checkpoint holds "model", "generator" and "history" (not "models",
+# "generators", "histories") and its whole optimizer states in the state check, named as
+# their state_dict names them.
 
-    def confirmed() -> bool:
-        """Read the device-side guard if a masked step is unread; diverge if it is down."""
-        return not guard.pending or _confirmed(guard.failures(_read(*guard.flags())))
-
-    def _confirmed(failures: list[tuple[int, int, str, float, dict[str, Any]]]) -> bool:
-        if failures:
-            _zero_grad(model, optimizers)
-        return _confirm(config, history, failures)
-
-    model.train()
-    with _progress_bar(config, start, steps) as bar:
-        for step in bar:
-            x, y = task.sample(config.batch_size, generator, device)
-            _zero_grad(model, optimizers)
-            output = model(x)
-            loss = task.loss(output, y)
-            penalty = None if config.penalty is None else config.penalty(model)
-            (loss if penalty is None else loss + penalty).backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-            if step % config.log_every != 0:  # Note [device-side guard]
-                guard.masked_step([0], [parameters], [(loss, penalty, grad_norm)], step)
-            else:
-                accuracy = task.accuracy(output.detach(), y)
-                pending = guard.pending
-                values = _read(loss, penalty, accuracy, grad_norm, *(guard.flags() if pending else ()))
-                if pending and not _confirmed(guard.failures(values[4:])):
-                    return
-                record = dict(zip(_RECORD_KEYS, [step, *values[:4]]))
-                quantity = _nonfinite_quantity(record)
-                if quantity is not None:
-                    _zero_grad(model, optimizers)
-                    _diverge(config, history, record, step, quantity, record[quantity])
-                    return
-                for opt in optimizers:
-                    opt.step()
-                history.append(record)
-                if config.log_path is not None:
-                    _append_log(config.log_path, record)
-                bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
-            if config.probes and (step + 1) % config.probe_every == 0:
-                if not confirmed():
-                    return
-                _probe(model, config.probes, step + 1, history)
-            if config.checkpoint_path is not None and (step + 1) % config.checkpoint_every == 0:
-                if not confirmed() or not _save_if_finite(config, model, optimizers, generator, history, step, device):
-                    return
-    if not confirmed():
-        return
-    if config.probes and _last_probe_step(history) != steps:
-        _probe(model, config.probes, steps, history)
-    if config.checkpoint_path is not None:
-        _save_if_finite(config, model, optimizers, generator, history, steps - 1, device)
-    else:
-        problem = _nonfinite_state(model, optimizers)
-        if problem is not None:
-            _diverge(config, history, None, steps - 1, *problem)
+# The checkpoint keys of one model (False) and of a BatchedElmanRNN (True) besides these.
+_SHARED_KEYS = ("step", "optimizers", "torch_rng", "cuda_rng")
+_RUN_KEYS = {False: ("model", "generator", "history"), True: ("models", "generators", "histories")}
 
 
-def _confirm(
-    config: TrainConfig, history: History, failures: list[tuple[int, int, str, float, dict[str, Any]]]
-) -> bool:
-    """Diverge (raise, or mark ``history`` and return False) at the step the device-side
-    guard of one model recorded, if it recorded one (Note [device-side guard])."""
-    if not failures:
+class _Runs:
+    """The K runs of one call of :func:`train`: a BatchedElmanRNN's models, or one model."""
+
+    def __init__(self, model: nn.Module, optimizers: tuple[torch.optim.Optimizer, ...], config: TrainConfig) -> None:
+        self.batched = isinstance(model, BatchedElmanRNN)
+        self.model, self.optimizers, self.config = model, optimizers, config
+        self.models = list(model.models) if self.batched else [model]
+        self.device = _device_of(model)
+        seeds = model.batch_seeds if self.batched else None
+        if seeds is None:
+            seeds = tuple(config.seed + k for k in range(len(self.models)))
+        # Note [drawing device] (tasks)
+        self.generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
+        self.histories = [History(probes={name: [] for name in config.probes}) for _ in seeds]
+
+    def run(self, task: Task, steps: int, start: int) -> None:
+        """Steps ``start`` to ``steps − 1``, then the last probes and checkpoint (Note [NaN guard])."""
+        config, models, histories = self.config, self.models, self.histories
+        parameters = [[p for p in model.parameters() if p.requires_grad] for model in models]
+        max_norm = math.inf if config.clip is None else config.clip
+        guard = _Guard(len(models), self.device, self.optimizers)
+
+        def stop_failed(values: Sequence[float]) -> tuple | None:
+            """Stop every model the device-side guard found failing; its last TrainingDiverged
+            arguments, or None."""
+            last = None
+            for k, step, quantity, value, record in guard.failures(values):
+                if histories[k].diverged_at is None:
+                    if config.penalty is None:
+                        record["penalty"] = None
+                    last = self.stop(k, record, step, quantity, value)
+            return last
+
+        def confirmed() -> bool:
+            """Read the guard if a masked step is unread; whether some model is still running."""
+            if not guard.pending:
+                return True
+            last = stop_failed(_read(*guard.flags()))
+            self.freeze()
+            return not self.none_running(last)
+
+        self.model.train()
+        with _progress_bar(config, start, steps) as bar:
+            for step in bar:
+                batches = [task.sample(config.batch_size, generator, self.device) for generator in self.generators]
+                _zero_grad(self.model, self.optimizers)
+                output = _outputs(self.model, [x for x, _ in batches])
+                live = self.running()
+                losses = [task.loss(output[k], batches[k][1]) for k in live]
+                penalties = [None if config.penalty is None else config.penalty(models[k]) for k in live]
+                objectives = [loss if p is None else loss + p for loss, p in zip(losses, penalties)]
+                (torch.stack(objectives).sum() if self.batched else objectives[0]).backward()
+                grad_norms = [torch.nn.utils.clip_grad_norm_(parameters[k], max_norm) for k in live]
+                self.freeze()
+                if step % config.log_every != 0:  # Note [device-side guard]
+                    guard.masked_step(
+                        live, [parameters[k] for k in live], list(zip(losses, penalties, grad_norms)), step
+                    )
+                else:
+                    accuracies = [task.accuracy(output[k].detach(), batches[k][1]) for k in live]
+                    pending = guard.pending
+                    values = _read(*losses, *penalties, *accuracies, *grad_norms, *(guard.flags() if pending else ()))
+                    last = stop_failed(values[4 * len(live) :]) if pending else None
+                    # values holds the K losses, then the K penalties, …: model i's are every len(live)-th.
+                    records = {
+                        k: dict(zip(_RECORD_KEYS, [step, *values[i : 4 * len(live) : len(live)]]))
+                        for i, k in enumerate(live)
+                        if histories[k].diverged_at is None
+                    }
+                    for k, record in records.items():
+                        quantity = _nonfinite_quantity(record)
+                        if quantity is not None:
+                            last = self.stop(k, record, step, quantity, record[quantity])
+                    self.freeze()
+                    if self.none_running(last):
+                        return
+                    for opt in self.optimizers:
+                        opt.step()
+                    kept = {k: record for k, record in records.items() if histories[k].diverged_at is None}
+                    for k, record in kept.items():
+                        histories[k].append(record)
+                        self.log(k, record)
+                    if self.batched:
+                        mean = sum(record["loss"] for record in kept.values()) / len(kept)
+                        bar.set_postfix(loss=f"{mean:.4g}", running=f"{len(kept)}/{len(models)}", refresh=False)
+                    else:
+                        bar.set_postfix(loss=f"{kept[0]['loss']:.4g}", refresh=False)
+                if config.probes and (step + 1) % config.probe_every == 0:
+                    if not confirmed():
+                        return
+                    for k in self.running():
+                        _probe(models[k], config.probes, step + 1, histories[k])
+                if config.checkpoint_path is not None and (step + 1) % config.checkpoint_every == 0:
+                    if not confirmed() or not self.save_if_finite(step):
+                        return
+        if not confirmed():
+            return
+        for k in self.running():
+            if config.probes and _last_probe_step(histories[k]) != steps:
+                _probe(models[k], config.probes, steps, histories[k])
+        if config.checkpoint_path is not None:
+            self.save_if_finite(steps - 1)
+        else:
+            self.stop_nonfinite_states(steps - 1)
+
+    def running(self) -> list[int]:
+        """The models that have not stopped on a non-finite quantity."""
+        return [k for k, history in enumerate(self.histories) if history.diverged_at is None]
+
+    def freeze(self) -> None:
+        """Drop the gradients of every stopped model, so that no optimizer moves it."""
+        for model, history in zip(self.models, self.histories):
+            if history.diverged_at is not None:
+                model.zero_grad(set_to_none=True)
+
+    def stop(
+        self, k: int, record: dict[str, Any] | None, step: int, quantity: str, value: object
+    ) -> tuple[int, str, object, dict[str, Any] | None]:
+        """Log model k's divergence and mark its history; return its TrainingDiverged arguments."""
+        self.log(k, {**(record or {"step": step}), "diverged": quantity})
+        history = self.histories[k]
+        history.diverged_at, history.diverged_quantity = step, quantity
+        return step, quantity, value, history.last_finite()
+
+    def none_running(self, last: tuple | None) -> bool:
+        """Whether every model has stopped; then raise for the last one if ``on_nonfinite="raise"``.
+
+        ``last``: the :class:`TrainingDiverged` arguments of the model stopped last.
+        """
+        if self.running():
+            return False
+        if self.config.on_nonfinite == "raise":
+            raise TrainingDiverged(*last)
         return True
-    _, step, quantity, value, record = failures[0]
-    if config.penalty is None:
-        record["penalty"] = None
-    _diverge(config, history, record, step, quantity, value)
-    return False
+
+    def stop_nonfinite_states(self, step: int) -> bool:
+        """Stop every running model whose parameters or optimizer state hold a non-finite number
+        (Note [NaN guard]); whether every model has stopped (see :meth:`none_running`)."""
+        named: list[tuple[int, str, str, torch.Tensor]] = []
+        for k in self.running():
+            model = self.models[k]
+            named += [(k, "parameters", name, t) for name, t in model.state_dict().items()]
+            for i, opt in enumerate(self.optimizers):
+                # Model k of a batch: its parameters' state; one model: the whole state_dict.
+                if self.batched:
+                    states = [(opt.state.get(p, {}), name) for name, p in model.named_parameters()]
+                else:
+                    states = [(opt.state_dict(), "")]
+                for state, name in states:
+                    named += [(k, "optimizer state", key, t) for key, t in _tensors(state, f"optimizer[{i}] {name}")]
+        named = [entry for entry in named if isinstance(entry[3], torch.Tensor) and entry[3].is_floating_point()]
+        last = None
+        for (k, quantity, name, _), ok in zip(named, _finite_flags([entry[3] for entry in named])):
+            if not ok and self.histories[k].diverged_at is None:
+                last = self.stop(k, None, step, quantity, name)
+        return self.none_running(last)
+
+    def save_if_finite(self, step: int) -> bool:
+        """Checkpoint after ``step`` unless no model is left running (then return False)."""
+        if self.stop_nonfinite_states(step):
+            return False
+        model_key, generator_key, history_key = _RUN_KEYS[self.batched]
+        generators = [generator.get_state() for generator in self.generators]
+        histories = [dict(history.__dict__) for history in self.histories]
+        state = {
+            "step": step + 1,
+            model_key: self.model.state_dict(),
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            generator_key: generators if self.batched else generators[0],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            history_key: histories if self.batched else histories[0],
+        }
+        path = Path(self.config.checkpoint_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")  # written, then renamed into place (atomic)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return True
+
+    def resume(self, steps: int) -> int:
+        """Restore the run from its checkpoint; the number of steps it holds."""
+        path, optimizers = self.config.checkpoint_path, self.optimizers
+        model_key, generator_key, history_key = _RUN_KEYS[self.batched]
+        # weights_only=False: probe values may be any picklable Python object. Load only your own runs.
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if not isinstance(state, dict) or set(state) != {*_SHARED_KEYS, *_RUN_KEYS[self.batched]}:
+            run = "a BatchedElmanRNN run of " if self.batched else ""
+            raise ValueError(
+                f"{path} is not a checkpoint of {run}this version of orthobook.train; delete it to start afresh"
+            )
+        if len(state["optimizers"]) != len(optimizers):
+            saved = len(state["optimizers"])
+            raise ValueError(f"{path} holds {saved} optimizer states, but this run has {len(optimizers)} optimizers")
+        if state["step"] > steps:
+            raise ValueError(f"the checkpoint {path} holds {state['step']} steps, more than steps={steps}")
+        generators, histories = state[generator_key], state[history_key]
+        if not self.batched:
+            generators, histories = [generators], [histories]
+        if len(histories) != len(self.histories):
+            raise ValueError(f"{path} holds {len(histories)} models, but this batch has {len(self.histories)}")
+        self.model.load_state_dict(state[model_key])
+        for generator, saved in zip(self.generators, generators):
+            generator.set_state(saved.cpu())
+        for opt, saved in zip(optimizers, state["optimizers"]):
+            opt.load_state_dict(saved)
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        for history, saved in zip(self.histories, histories):
+            saved = History(**saved)
+            for name in history.probes:
+                history.probes[name] = saved.probes.get(name, [])
+            for record in saved.records():
+                history.append(record)
+            history.diverged_at, history.diverged_quantity = saved.diverged_at, saved.diverged_quantity
+        return state["step"]
+
+    def log(self, k: int, record: Mapping[str, Any]) -> None:
+        """Append model k's record to the log (with ``"model": k`` for a batch)."""
+        if self.config.log_path is not None:
+            with Path(self.config.log_path).open("a") as f:
+                f.write(_json_line({"model": k, **record} if self.batched else record))
+
+    def rewrite_log(self) -> None:
+        """Start the log afresh from the (possibly resumed) histories, step by step (model by
+        model within a step), dropping lines past them."""
+        records = [(r["step"], k, r) for k, history in enumerate(self.histories) for r in history.records()]
+        records.sort(key=lambda entry: entry[:2])
+        path = Path(self.config.log_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            f.writelines(_json_line({"model": k, **record} if self.batched else record) for _, k, record in records)
+
+
+def _outputs(model: nn.Module, x: torch.Tensor | list[torch.Tensor]) -> Sequence[torch.Tensor]:
+    """Model k's output for each k: of ``x[k]`` (a list, one input per model) or of ``x``."""
+    if not isinstance(model, BatchedElmanRNN):
+        return [model(x[0] if isinstance(x, list) else x)]
+    return model(torch.stack(x) if isinstance(x, list) else x.expand(len(model), *x.shape))
 
 
 @torch.no_grad()
@@ -539,22 +723,30 @@ def evaluate(
     chunk_size = batch_size if chunk_size is None else _checks.positive_int(chunk_size, "chunk_size")
     device = _device_of(model)
     x, y = task.sample(batch_size, torch.Generator().manual_seed(seed), device)
-    if isinstance(model, BatchedElmanRNN):
-        return _evaluate_batch(model, task, x, y, chunk_size)
+    K = len(model) if isinstance(model, BatchedElmanRNN) else 1
+    loss_sums, accuracy_sums = [0.0] * K, [0.0] * K
+    has_accuracy = True
     was_training = model.training
     model.eval()
     try:
-        loss_sum, accuracy_sum = 0.0, 0.0
         for begin in range(0, batch_size, chunk_size):
             x_chunk, y_chunk = x[begin : begin + chunk_size], y[begin : begin + chunk_size]
-            output = model(x_chunk)
+            output = _outputs(model, x_chunk)
             n = x_chunk.shape[0]
-            loss_sum += n * float(task.loss(output, y_chunk))
-            accuracy = task.accuracy(output, y_chunk)
-            accuracy_sum = None if accuracy is None else accuracy_sum + n * float(accuracy)
+            losses = [task.loss(output[k], y_chunk) for k in range(K)]
+            accuracies = [task.accuracy(output[k], y_chunk) for k in range(K)]
+            values = _read(*losses, *accuracies)
+            has_accuracy = accuracies[0] is not None
+            for k in range(K):
+                loss_sums[k] += n * values[k]
+                accuracy_sums[k] += n * values[K + k] if has_accuracy else 0.0
     finally:
         model.train(was_training)
-    return {"loss": loss_sum / batch_size, "accuracy": None if accuracy_sum is None else accuracy_sum / batch_size}
+    results = [
+        {"loss": loss / batch_size, "accuracy": accuracy / batch_size if has_accuracy else None}
+        for loss, accuracy in zip(loss_sums, accuracy_sums)
+    ]
+    return results if isinstance(model, BatchedElmanRNN) else results[0]
 
 
 @contextlib.contextmanager
@@ -764,17 +956,6 @@ def _nonfinite_quantity(record: Mapping[str, Any]) -> str | None:
     return next((q for q in _GUARDED if record[q] is not None and not math.isfinite(record[q])), None)
 
 
-def _nonfinite_state(model: nn.Module, optimizers: tuple[torch.optim.Optimizer, ...]) -> tuple[str, str] | None:
-    """``(quantity, tensor name)`` of the first non-finite tensor of the model or optimizers."""
-    named = [("parameters", name, t) for name, t in model.state_dict().items()]
-    for i, opt in enumerate(optimizers):
-        named += [("optimizer state", f"optimizer[{i}] {name}", t) for name, t in _tensors(opt.state_dict())]
-    named = [(q, name, t) for q, name, t in named if isinstance(t, torch.Tensor) and t.is_floating_point()]
-    finite = _finite_flags([t for _, _, t in named])
-    bad = next((entry for entry, ok in zip(named, finite) if not ok), None)
-    return None if bad is None else (bad[0], bad[1])
-
-
 def _finite_flags(tensors: Sequence[torch.Tensor]) -> list[bool]:
     """Whether each tensor is all finite, read back in one transfer per device."""
     finite = [True] * len(tensors)
@@ -799,35 +980,6 @@ def _tensors(state: object, prefix: str = "") -> Iterator[tuple[str, torch.Tenso
             yield from _tensors(value, f"{prefix}[{i}]")
 
 
-def _diverge(
-    config: TrainConfig, history: History, record: dict[str, Any] | None, step: int, quantity: str, value: object
-) -> None:
-    """Log the divergence, then raise or mark the history (``on_nonfinite``)."""
-    if config.log_path is not None:
-        _append_log(config.log_path, {**(record or {"step": step}), "diverged": quantity})
-    if config.on_nonfinite == "raise":
-        raise TrainingDiverged(step, quantity, value, history.last_finite())
-    history.diverged_at, history.diverged_quantity = step, quantity
-
-
-def _save_if_finite(
-    config: TrainConfig,
-    model: nn.Module,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    generator: torch.Generator,
-    history: History,
-    step: int,
-    device: torch.device,
-) -> bool:
-    """Checkpoint after ``step`` unless the state is non-finite (then diverge and return False)."""
-    problem = _nonfinite_state(model, optimizers)
-    if problem is not None:
-        _diverge(config, history, None, step, *problem)
-        return False
-    _save(config.checkpoint_path, model, optimizers, generator, history, step + 1, device)
-    return True
-
-
 def _last_probe_step(history: History) -> int | None:
     first = next(iter(history.probes.values()))
     return first[-1][0] if first else None
@@ -842,418 +994,9 @@ def _probe(model: nn.Module, probes: Mapping[str, Callable[[nn.Module], Any]], s
         history.probes[name].append((step, value))
 
 
-_CHECKPOINT_KEYS = {"step", "model", "optimizers", "generator", "torch_rng", "cuda_rng", "history"}
-
-
-def _save(
-    path: str | os.PathLike,
-    model: nn.Module,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    generator: torch.Generator,
-    history: History,
-    step: int,
-    device: torch.device,
-) -> None:
-    """Write the checkpoint to a temporary file, then rename it into place (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "step": step,
-        "model": model.state_dict(),
-        "optimizers": [opt.state_dict() for opt in optimizers],
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "history": dict(history.__dict__),
-    }
-    _write_atomically(path, state)
-
-
-def _write_atomically(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _resume(
-    path: str | os.PathLike,
-    steps: int,
-    model: nn.Module,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    generator: torch.Generator,
-    history: History,
-    device: torch.device,
-) -> int:
-    state = _load_checkpoint(path, _CHECKPOINT_KEYS, "", optimizers, steps, device)
-    model.load_state_dict(state["model"])
-    generator.set_state(state["generator"].cpu())
-    _restore_optimizers_and_rng(state, optimizers, device)
-    _restore_history(history, History(**state["history"]))
-    return state["step"]
-
-
-def _load_checkpoint(
-    path: str | os.PathLike,
-    keys: set[str],
-    run: str,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    steps: int,
-    device: torch.device,
-) -> dict[str, Any]:
-    """The checkpoint at ``path``, refused unless it is one of this kind of run (``run``)."""
-    # weights_only=False: probe values may be any picklable Python object. Load only your own runs.
-    state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or set(state) != keys:
-        raise ValueError(
-            f"{path} is not a checkpoint of {run}this version of orthobook.train; delete it to start afresh"
-        )
-    if len(state["optimizers"]) != len(optimizers):
-        raise ValueError(
-            f"{path} holds {len(state['optimizers'])} optimizer states, but this run has {len(optimizers)} optimizers"
-        )
-    if state["step"] > steps:
-        raise ValueError(f"the checkpoint {path} holds {state['step']} steps, more than steps={steps}")
-    return state
-
-
-def _restore_optimizers_and_rng(
-    state: Mapping[str, Any], optimizers: tuple[torch.optim.Optimizer, ...], device: torch.device
-) -> None:
-    for opt, saved in zip(optimizers, state["optimizers"]):
-        opt.load_state_dict(saved)
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if state["cuda_rng"] is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-
-
-def _restore_history(history: History, saved: History) -> None:
-    for name in history.probes:
-        history.probes[name] = saved.probes.get(name, [])
-    for record in saved.records():
-        history.append(record)
-
-
 def _json_line(record: Mapping[str, Any]) -> str:
     """One JSON object; NaN and ±inf (which JSON lacks) are written as ``null``."""
     clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
     return json.dumps(clean, allow_nan=False) + "\n"
 
 
-def _rewrite_log(path: str | os.PathLike, history: History) -> None:
-    """Start the log afresh from the (possibly resumed) history, dropping lines past it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        f.writelines(_json_line(record) for record in history.records())
-
-
-def _append_log(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    with Path(path).open("a") as f:
-        f.write(_json_line(record))
-
-
-# ---------------------------------------------------------------------------------------------
-# K models at once (orthobook.batched.BatchedElmanRNN)
-
-# Note [batched runs]
-# ~~~~~~~~~~~~~~~~~~~
-# train(batch, …) runs the K models of a BatchedElmanRNN as K runs of train would run them,
-# side by side: model k draws its batches from its own generator (batch_seeds[k], default
-# config.seed + k), its objective is task.loss(output[k], y_k) + config.penalty(models[k]),
-# and its gradient norm is taken and clipped over its own parameters. The models share no
-# parameter, so the backward pass of the sum of the K objectives gives each model the
-# gradient of its own objective.
-#
-# The guard of Note [NaN guard] runs per model, on one host read per logged step (the K
-# losses, penalties, accuracies and norms in one transfer) and on the device in between, with
-# a flag per model (Note [device-side guard]). A model whose loss, penalty or gradient
-# norm is non-finite is frozen: its gradients are set to None, so that no optimizer moves it
-# (torch's and the Cayley optimizers skip a parameter without a gradient, its state and step
-# count included), and its History records the step and the quantity; the other models go
-# on. A frozen model still runs in the batched forward pass, and its output is not used.
-# on_nonfinite applies when no model is left: "raise" raises TrainingDiverged for the last
-# one, "stop" returns the K histories. The state check at checkpoints and at the end runs per
-# model too (its parameters and its parameters' optimizer state); a model frozen there keeps
-# its non-finite state in the checkpoints that follow, marked as stopped by its History, so a
-# resumed run keeps it frozen.
-
-_BATCH_CHECKPOINT_KEYS = {"step", "models", "optimizers", "generators", "torch_rng", "cuda_rng", "histories"}
-
-
-def _train_batch(
-    batch: BatchedElmanRNN,
-    task: Task,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    steps: int,
-    config: TrainConfig,
-) -> list[History]:
-    """:func:`train` for a :class:`~orthobook.batched.BatchedElmanRNN` (Note [batched runs])."""
-    device = _device_of(batch)
-    seeds = batch.batch_seeds
-    if seeds is None:
-        seeds = tuple(config.seed + k for k in range(len(batch)))
-    generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-    histories = [History(probes={name: [] for name in config.probes}) for _ in seeds]
-    start = 0
-    if config.checkpoint_path is not None and Path(config.checkpoint_path).exists():
-        start = _resume_batch(config.checkpoint_path, steps, batch, optimizers, generators, histories, device)
-    if config.log_path is not None:
-        _rewrite_batch_log(config.log_path, histories)
-    with flushing_denormals(config.flush_denormal):
-        _run_batch(batch, task, optimizers, steps, config, start, generators, histories, device)
-    return histories
-
-
-def _run_batch(
-    batch: BatchedElmanRNN,
-    task: Task,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    steps: int,
-    config: TrainConfig,
-    start: int,
-    generators: list[torch.Generator],
-    histories: list[History],
-    device: torch.device,
-) -> None:
-    models = list(batch.models)
-    parameters = [[p for p in model.parameters() if p.requires_grad] for model in models]
-    max_norm = math.inf if config.clip is None else config.clip
-    guard = _Guard(len(models), device, optimizers)
-
-    def stop_failed(values: Sequence[float]) -> tuple | None:
-        """Stop every model the device-side guard found failing; its last TrainingDiverged
-        arguments, or None."""
-        last = None
-        for k, step, quantity, value, record in guard.failures(values):
-            if histories[k].diverged_at is None:
-                if config.penalty is None:
-                    record["penalty"] = None
-                last = _stop_model(config, histories, k, record, step, quantity, value)
-        return last
-
-    def confirmed() -> bool:
-        """Read the guard if a masked step is unread; whether some model is still running."""
-        if not guard.pending:
-            return True
-        last = stop_failed(_read(*guard.flags()))
-        _freeze(models, histories)
-        return not _none_running(config, histories, last)
-
-    batch.train()
-    with _progress_bar(config, start, steps) as bar:
-        for step in bar:
-            batches = [task.sample(config.batch_size, generator, device) for generator in generators]
-            _zero_grad(batch, optimizers)
-            output = batch(torch.stack([x for x, _ in batches]))
-            live = _running(histories)
-            losses = [task.loss(output[k], batches[k][1]) for k in live]
-            penalties = [None if config.penalty is None else config.penalty(models[k]) for k in live]
-            torch.stack([loss if p is None else loss + p for loss, p in zip(losses, penalties)]).sum().backward()
-            grad_norms = [torch.nn.utils.clip_grad_norm_(parameters[k], max_norm) for k in live]
-            _freeze(models, histories)
-            if step % config.log_every != 0:  # Note [device-side guard]
-                guard.masked_step(
-                    live, [parameters[k] for k in live], list(zip(losses, penalties, grad_norms)), step
-                )
-            else:
-                accuracies = [task.accuracy(output[k].detach(), batches[k][1]) for k in live]
-                pending = guard.pending
-                values = _read(*losses, *penalties, *accuracies, *grad_norms, *(guard.flags() if pending else ()))
-                last = stop_failed(values[4 * len(live) :]) if pending else None
-                # values holds the K losses, then the K penalties, …: model i's are every len(live)-th.
-                records = {
-                    k: dict(zip(_RECORD_KEYS, [step, *values[i : 4 * len(live) : len(live)]]))
-                    for i, k in enumerate(live)
-                    if histories[k].diverged_at is None
-                }
-                for k, record in records.items():
-                    quantity = _nonfinite_quantity(record)
-                    if quantity is not None:
-                        last = _stop_model(config, histories, k, record, step, quantity, record[quantity])
-                _freeze(models, histories)
-                if _none_running(config, histories, last):
-                    return
-                for opt in optimizers:
-                    opt.step()
-                kept = {k: record for k, record in records.items() if histories[k].diverged_at is None}
-                for k, record in kept.items():
-                    histories[k].append(record)
-                    if config.log_path is not None:
-                        _append_log(config.log_path, {"model": k, **record})
-                mean = sum(record["loss"] for record in kept.values()) / len(kept)
-                bar.set_postfix(loss=f"{mean:.4g}", running=f"{len(kept)}/{len(models)}", refresh=False)
-            if config.probes and (step + 1) % config.probe_every == 0:
-                if not confirmed():
-                    return
-                for k in _running(histories):
-                    _probe(models[k], config.probes, step + 1, histories[k])
-            if config.checkpoint_path is not None and (step + 1) % config.checkpoint_every == 0:
-                if not confirmed() or not _save_batch_if_finite(
-                    config, batch, optimizers, generators, histories, step, device
-                ):
-                    return
-    if not confirmed():
-        return
-    for k in _running(histories):
-        if config.probes and _last_probe_step(histories[k]) != steps:
-            _probe(models[k], config.probes, steps, histories[k])
-    if config.checkpoint_path is not None:
-        _save_batch_if_finite(config, batch, optimizers, generators, histories, steps - 1, device)
-    else:
-        _stop_nonfinite_states(config, batch, optimizers, histories, steps - 1)
-
-
-def _freeze(models: Sequence[nn.Module], histories: Sequence[History]) -> None:
-    """Drop the gradients of every stopped model, so that no optimizer moves it."""
-    for model, history in zip(models, histories):
-        if history.diverged_at is not None:
-            model.zero_grad(set_to_none=True)
-
-
-def _running(histories: Sequence[History]) -> list[int]:
-    """The models that have not stopped on a non-finite quantity."""
-    return [k for k, history in enumerate(histories) if history.diverged_at is None]
-
-
-def _none_running(config: TrainConfig, histories: Sequence[History], last: tuple | None) -> bool:
-    """Whether every model has stopped; then raise for the last one if ``on_nonfinite="raise"``.
-
-    ``last``: the :class:`TrainingDiverged` arguments of the model stopped last.
-    """
-    if _running(histories):
-        return False
-    if config.on_nonfinite == "raise":
-        raise TrainingDiverged(*last)
-    return True
-
-
-def _stop_model(
-    config: TrainConfig,
-    histories: list[History],
-    k: int,
-    record: dict[str, Any] | None,
-    step: int,
-    quantity: str,
-    value: object,
-) -> tuple[int, str, object, dict[str, Any] | None]:
-    """Log model k's divergence and mark its history (Note [batched runs]); return the
-    arguments of its :class:`TrainingDiverged`."""
-    if config.log_path is not None:
-        _append_log(config.log_path, {"model": k, **(record or {"step": step}), "diverged": quantity})
-    history = histories[k]
-    history.diverged_at, history.diverged_quantity = step, quantity
-    return step, quantity, value, history.last_finite()
-
-
-def _stop_nonfinite_states(
-    config: TrainConfig,
-    batch: BatchedElmanRNN,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    histories: list[History],
-    step: int,
-) -> bool:
-    """Stop every running model whose parameters or optimizer state hold a non-finite number;
-    whether every model has stopped (see :func:`_none_running`)."""
-    named: list[tuple[int, str, str, torch.Tensor]] = []
-    for k in _running(histories):
-        model = batch.models[k]
-        named += [(k, "parameters", name, t) for name, t in model.state_dict().items()]
-        for i, opt in enumerate(optimizers):
-            for name, p in model.named_parameters():
-                state = _tensors(opt.state.get(p, {}), f"optimizer[{i}] {name}")
-                named += [(k, "optimizer state", key, t) for key, t in state]
-    named = [entry for entry in named if isinstance(entry[3], torch.Tensor) and entry[3].is_floating_point()]
-    last = None
-    for (k, quantity, name, _), ok in zip(named, _finite_flags([entry[3] for entry in named])):
-        if not ok and histories[k].diverged_at is None:
-            last = _stop_model(config, histories, k, None, step, quantity, name)
-    return _none_running(config, histories, last)
-
-
-def _save_batch_if_finite(
-    config: TrainConfig,
-    batch: BatchedElmanRNN,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    generators: list[torch.Generator],
-    histories: list[History],
-    step: int,
-    device: torch.device,
-) -> bool:
-    """Checkpoint after ``step`` unless no model is left running (then return False)."""
-    if _stop_nonfinite_states(config, batch, optimizers, histories, step):
-        return False
-    state = {
-        "step": step + 1,
-        "models": batch.state_dict(),
-        "optimizers": [opt.state_dict() for opt in optimizers],
-        "generators": [generator.get_state() for generator in generators],
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "histories": [dict(history.__dict__) for history in histories],
-    }
-    path = Path(config.checkpoint_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, state)
-    return True
-
-
-def _resume_batch(
-    path: str | os.PathLike,
-    steps: int,
-    batch: BatchedElmanRNN,
-    optimizers: tuple[torch.optim.Optimizer, ...],
-    generators: list[torch.Generator],
-    histories: list[History],
-    device: torch.device,
-) -> int:
-    state = _load_checkpoint(path, _BATCH_CHECKPOINT_KEYS, "a BatchedElmanRNN run of ", optimizers, steps, device)
-    if len(state["histories"]) != len(batch):
-        raise ValueError(f"{path} holds {len(state['histories'])} models, but this batch has {len(batch)}")
-    batch.load_state_dict(state["models"])
-    for generator, saved in zip(generators, state["generators"]):
-        generator.set_state(saved.cpu())
-    _restore_optimizers_and_rng(state, optimizers, device)
-    for history, saved in zip(histories, state["histories"]):
-        saved = History(**saved)
-        _restore_history(history, saved)
-        history.diverged_at, history.diverged_quantity = saved.diverged_at, saved.diverged_quantity
-    return state["step"]
-
-
-def _rewrite_batch_log(path: str | os.PathLike, histories: Sequence[History]) -> None:
-    """The log from the histories: every model's record of a step, step by step."""
-    records = [{"model": k, **record} for k, history in enumerate(histories) for record in history.records()]
-    records.sort(key=lambda record: (record["step"], record["model"]))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        f.writelines(_json_line(record) for record in records)
-
-
-def _evaluate_batch(
-    batch: BatchedElmanRNN, task: Task, x: torch.Tensor, y: torch.Tensor, chunk_size: int
-) -> list[dict[str, float | None]]:
-    """:func:`evaluate` for K models: each one on the same batch ``x``, ``y``."""
-    K, batch_size = len(batch), x.shape[0]
-    loss_sums, accuracy_sums = [0.0] * K, [0.0] * K
-    has_accuracy = True
-    was_training = batch.training
-    batch.eval()
-    try:
-        for begin in range(0, batch_size, chunk_size):
-            x_chunk, y_chunk = x[begin : begin + chunk_size], y[begin : begin + chunk_size]
-            output = batch(x_chunk.expand(K, *x_chunk.shape))
-            n = x_chunk.shape[0]
-            losses = [task.loss(output[k], y_chunk) for k in range(K)]
-            accuracies = [task.accuracy(output[k], y_chunk) for k in range(K)]
-            values = _read(*losses, *accuracies)
-            has_accuracy = accuracies[0] is not None
-            for k in range(K):
-                loss_sums[k] += n * values[k]
-                accuracy_sums[k] += n * values[K + k] if has_accuracy else 0.0
-    finally:
-        batch.train(was_training)
-    return [
-        {"loss": loss / batch_size, "accuracy": accuracy / batch_size if has_accuracy else None}
-        for loss, accuracy in zip(loss_sums, accuracy_sums)
-    ]
