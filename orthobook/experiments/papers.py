@@ -395,8 +395,17 @@ _H_ADDING = Experiment(
 )
 
 
+_H_LSTM_START = Deviation(
+    "init",
+    "Glorot-uniform input weights, orthogonal recurrent weights, zero biases",
+    "PyTorch's uniform weights with forget-gate bias 1 (orthobook.models.LSTM takes no other start)",
+)
+
+
 def _hu(suffix: str, title: str, model: str, **changes: object) -> Experiment:
     """A Hu et al. configuration of ``model`` (the RIN and IRNN start at the identity)."""
+    if model == "lstm":
+        changes["deviations"] = (*changes.get("deviations", _H_ADDING.deviations), _H_LSTM_START)
     init = "pytorch" if model == "lstm" else "identity"
     return replace(_H_ADDING, name=f"hu2018-{suffix}", title=title, model=model, init=init, **changes)
 
