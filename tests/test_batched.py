@@ -347,24 +347,31 @@ def test_float32_run_follows_the_separate_runs():
 # NaN guard per model ------------------------------------------------------------------------------
 
 
+def _poisoned_runs(bad_model, bad_step, steps, config):
+    """Model ``bad_model``'s batch of step ``bad_step`` holds a NaN: the batched run (its
+    batch, optimizer and histories) and the K separate runs it must follow (model k with seed
+    ``config.seed + k``, stopping where it diverges, without the log), as
+    ``(batch, optimizer, batched, models, separate)``."""
+    batch = BatchedElmanRNN(_models(_glorot))
+    optimizer = _adam(batch.parameters())
+    batched = train(batch, PoisonedAt(COPY, bad_step * K + bad_model), optimizer, steps, config)
+    models = _models(_glorot)
+    separate = []
+    for k, model in enumerate(models):
+        task = PoisonedAt(COPY, bad_step if k == bad_model else -1)
+        run = dataclasses.replace(config, seed=config.seed + k, on_nonfinite="stop", log_path=None)
+        separate.append(train(model, task, _adam(model.parameters()), steps, run))
+    return batch, optimizer, batched, models, separate
+
+
 @pytest.mark.parametrize("on_nonfinite", ["raise", "stop"])
 def test_a_diverging_model_stops_and_the_others_go_on(tmp_path, on_nonfinite):
     """Model 1's batch of step 2 holds a NaN: it stops there, with the weights of 2 clean
     steps, and models 0 and 2 follow their separate runs to the end, whatever on_nonfinite."""
     bad_model, bad_step, steps = 1, 2, STEPS
     log = tmp_path / "run.jsonl"
-    config = _config(on_nonfinite=on_nonfinite)
-    batch = BatchedElmanRNN(_models(_glorot))
-    optimizer = _adam(batch.parameters())
-    batched = train(
-        batch, PoisonedAt(COPY, bad_step * K + bad_model), optimizer, steps, dataclasses.replace(config, log_path=log)
-    )
-    models = _models(_glorot)
-    separate = []
-    for k, model in enumerate(models):
-        task = PoisonedAt(COPY, bad_step if k == bad_model else -1)
-        run = dataclasses.replace(config, seed=7 + k, on_nonfinite="stop")
-        separate.append(train(model, task, _adam(model.parameters()), steps, run))
+    config = _config(on_nonfinite=on_nonfinite, log_path=log)
+    batch, optimizer, batched, models, separate = _poisoned_runs(bad_model, bad_step, steps, config)
     assert (batched[bad_model].diverged_at, batched[bad_model].diverged_quantity) == (bad_step, "loss")
     assert batched[bad_model].step == [0, 1]
     _assert_same_runs(batch, batched, models, separate, _tolerance(COPY, steps))
@@ -383,16 +390,7 @@ def test_a_model_diverging_on_an_unlogged_step_stops_there():
     is found at step 3's read with step 2 itself; it keeps the weights of 2 clean steps, its
     optimizer state the step count 2, and the others follow their separate runs."""
     bad_model, bad_step, steps = 1, 2, 7
-    config = _config(log_every=3)
-    batch = BatchedElmanRNN(_models(_glorot))
-    optimizer = _adam(batch.parameters())
-    batched = train(batch, PoisonedAt(COPY, bad_step * K + bad_model), optimizer, steps, config)
-    models = _models(_glorot)
-    separate = []
-    for k, model in enumerate(models):
-        task = PoisonedAt(COPY, bad_step if k == bad_model else -1)
-        run = dataclasses.replace(config, seed=7 + k, on_nonfinite="stop")
-        separate.append(train(model, task, _adam(model.parameters()), steps, run))
+    batch, optimizer, batched, models, separate = _poisoned_runs(bad_model, bad_step, steps, _config(log_every=3))
     assert (batched[bad_model].diverged_at, batched[bad_model].diverged_quantity) == (bad_step, "loss")
     assert (separate[bad_model].diverged_at, batched[bad_model].step) == (bad_step, [0])
     _assert_same_runs(batch, batched, models, separate, _tolerance(COPY, steps))
