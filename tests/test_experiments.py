@@ -18,7 +18,7 @@ from orthobook.experiments import REGISTRY, StaleResult, Store, get, parse_budge
 from orthobook.experiments import runner as runner_module
 from orthobook.experiments.build import build_model, build_optimizers, build_tasks, NotRunnable
 from orthobook.experiments.cli import main, parse_seeds
-from orthobook.experiments.config import Deviation, LRSchedule
+from orthobook.experiments.config import Deviation, Experiment, LRSchedule
 from orthobook.experiments.report import comparison_rows, faithfulness_rows, verdict
 from orthobook.experiments.sweep import groups, sweep
 from orthobook.mnist import MNISTArrays, load_mnist_slice
@@ -142,19 +142,8 @@ def test_a_scheduled_run_decays_every_rate_per_epoch_and_resumes_the_schedule(tm
         assert rates == [pytest.approx(r, rel=1e-12) for r in expected(goal)], goal
     assert [r["step"] for r in Store(tmp_path / "a").log(e, 0, "eval")] == [20, 40, 60]
 
-    calls: list = []
-
-    def killed_after_three_chunks(*args, **kwargs):
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        calls.append(args[3])
-        return real_train(*args, **kwargs)
-
-    monkeypatch.setattr(runner_module, "train", killed_after_three_chunks)
     store = Store(tmp_path / "b")
-    with pytest.raises(KeyboardInterrupt):
-        run_group(e, [0, 1], store, progress=False)
-    assert calls == [15, 20, 30]
+    assert _run_killed_after(3, e, store, monkeypatch) == [15, 20, 30]
     seen.clear()
     monkeypatch.setattr(runner_module, "train", _recording_rates(real_train, seen))
     resumed = run_group(e, [0, 1], store, progress=False)
@@ -252,21 +241,28 @@ def test_a_summary_of_other_settings_is_refused(tmp_path: Path) -> None:
         store.summary(changed, 0)
 
 
-def test_a_killed_run_resumes_where_it_stopped_and_ends_as_an_unbroken_one(tmp_path, monkeypatch) -> None:
-    unbroken = run_group(SMOKE, [0, 1], Store(tmp_path / "a"), progress=False)
+def _run_killed_after(chunks: int, experiment: Experiment, store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Run seeds 0 and 1 until a kill after ``chunks`` chunks; the steps the chunks trained to."""
     real_train, calls = runner_module.train, []
 
-    def killed_after_two_chunks(*args, **kwargs):
-        if len(calls) == 2:
+    def killed(*args, **kwargs):
+        if len(calls) == chunks:
             raise KeyboardInterrupt  # as a kill between two chunks
         calls.append(args[3])
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "train", killed_after_two_chunks)
-    store = Store(tmp_path / "b")
+    monkeypatch.setattr(runner_module, "train", killed)
     with pytest.raises(KeyboardInterrupt):
-        run_group(SMOKE, [0, 1], store, progress=False)
-    assert store.summary(SMOKE, 0) is None and calls == [20, 40]
+        run_group(experiment, [0, 1], store, progress=False)
+    monkeypatch.setattr(runner_module, "train", real_train)
+    return calls
+
+
+def test_a_killed_run_resumes_where_it_stopped_and_ends_as_an_unbroken_one(tmp_path, monkeypatch) -> None:
+    unbroken = run_group(SMOKE, [0, 1], Store(tmp_path / "a"), progress=False)
+    real_train, store = runner_module.train, Store(tmp_path / "b")
+    assert _run_killed_after(2, SMOKE, store, monkeypatch) == [20, 40]
+    assert store.summary(SMOKE, 0) is None
     resumed_goals = []
     monkeypatch.setattr(runner_module, "train", lambda *a, **k: resumed_goals.append(a[3]) or real_train(*a, **k))
     resumed = run_group(SMOKE, [0, 1], store, progress=False)
