@@ -427,11 +427,11 @@ def _progress_bar(config: TrainConfig, start: int, steps: int) -> tqdm:
 # its non-finite state in the checkpoints that follow, marked as stopped by its History, so a
 # resumed run keeps it frozen.
 #
-# One model is a run of K = 1 through the same code (_Runs), with three differences: its
-# objective is backpropagated as it is (not as a sum of one), its log records carry no
-# "model" key, and its checkpoint holds "model", "generator" and "history" (not "models",
-# "generators", "histories") and its whole optimizer states in the state check, named as
-# their state_dict names them.
+# One model is a run of K = 1 through the same code (_Runs), except that its objective is
+# backpropagated as it is (not as a sum of one), its log records have no "model" key, its
+# checkpoint holds "model", "generator" and "history" (not "models", "generators",
+# "histories"), and its state check reads the optimizers' whole state_dicts (a tensor is
+# named by its place there, e.g. "optimizer[0] ['state'][5]['exp_avg']").
 
 # The checkpoint keys of one model (False) and of a BatchedElmanRNN (True) besides these.
 _SHARED_KEYS = ("step", "optimizers", "torch_rng", "cuda_rng")
@@ -846,7 +846,7 @@ def _read(*values: torch.Tensor | float | None) -> list[float | None]:
     """The host values of 0-dim tensors (``None`` stays ``None``) in one transfer (Note [NaN guard])."""
     present = [v for v in values if v is not None]
     device = next((v.device for v in present if isinstance(v, torch.Tensor)), torch.device("cpu"))
-    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    dtype = _host_dtype(device)
     stacked = torch.stack([torch.as_tensor(v, device=device).detach().reshape(()).to(dtype) for v in present])
     host = iter(stacked.tolist())
     return [None if v is None else next(host) for v in values]
