@@ -489,6 +489,8 @@ def test_resume_continues_the_same_curves(tmp_path):
     first = BatchedElmanRNN(_models(_spectral_margin_elu))
     train(first, task, _cayley_adam(first.parameters()), 6, resumable)
     saved = torch.load(checkpoint, weights_only=False)
+    # The keys of every checkpoint written so far: a changed set would refuse them on resume.
+    assert set(saved) == {"step", "models", "optimizers", "generators", "torch_rng", "cuda_rng", "histories"}
     assert saved["step"] == 6 and len(saved["histories"]) == len(saved["generators"]) == K
 
     torch.manual_seed(1234)  # as after a killed process: another global RNG state ...

@@ -346,6 +346,8 @@ def test_periodic_checkpoint(tmp_path):
     model = _net()
     train(model, AddingTask(4), _adam(model), 7, _config(batch_size=4, checkpoint_path=checkpoint, checkpoint_every=3))
     state = torch.load(checkpoint, weights_only=False)
+    # The keys of every checkpoint written so far: a changed set would refuse them on resume.
+    assert set(state) == {"step", "model", "optimizers", "generator", "torch_rng", "cuda_rng", "history"}
     assert state["step"] == 7
     assert state["history"]["step"] == list(range(7))
     assert len(state["optimizers"]) == 1
