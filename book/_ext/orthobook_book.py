@@ -45,6 +45,7 @@ API_PAGE_PREFIX = "book/api"
 STATIC = Path(__file__).parent / "static"
 
 _NOTE_START = re.compile(r"^\s*# Note \[(?P<title>[^\]]+)\]\s*$")
+_NOTE_UNDERLINE = re.compile(r"^\s*#\s*~+\s*$")
 _NOTE_REFERENCE = re.compile(r"Note \[(?P<title>[^\]]+)\]")
 _EQUATION_REFERENCE = re.compile(r"Eq\.\s+\((?P<label>[A-Za-z][A-Za-z0-9_:.-]*)\)")
 
@@ -58,7 +59,9 @@ def read_notes(source: str) -> list[tuple[str, int, list[str]]]:
     """The named notes of a module's source: ``(title, line, paragraphs)`` in order.
 
     A note is a ``# Note [title]`` line followed by comment lines; it ends at the first line
-    that is not a comment. A bare ``#`` line separates paragraphs.
+    that is not a comment. A bare ``#`` line separates paragraphs. The title's underline (a
+    ``# ~~~~`` line right after it) is layout of the source, not text: it is left out (kept, it
+    was one unbreakable word that widened a phone's page).
     """
     notes: list[tuple[str, int, list[str]]] = []
     lines = source.splitlines()
@@ -69,6 +72,8 @@ def read_notes(source: str) -> list[tuple[str, int, list[str]]]:
         if not match:
             continue
         start = index
+        if index < len(lines) and _NOTE_UNDERLINE.match(lines[index]):
+            index += 1
         paragraphs: list[list[str]] = [[]]
         while index < len(lines) and lines[index].lstrip().startswith("#"):
             text = lines[index].lstrip()[1:].strip()
@@ -77,7 +82,9 @@ def read_notes(source: str) -> list[tuple[str, int, list[str]]]:
             elif paragraphs[-1]:
                 paragraphs.append([])
             index += 1
-        notes.append((match["title"], start, [" ".join(p) for p in paragraphs if p]))
+        text = [" ".join(p) for p in paragraphs if p]
+        if text:  # a bare ``# Note [title]`` line in code refers to the note, it is not one
+            notes.append((match["title"], start, text))
     return notes
 
 
