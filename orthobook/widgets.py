@@ -63,6 +63,12 @@ class Explorer:
     height: int
     alt: str
 
+    def __repr__(self) -> str:
+        # The dataclass's own repr would print every frame's bytes (megabytes of PNG) as the
+        # notebook's text/plain output; the text form says what the frames show instead.
+        shown = f"{self.values[0]:g} to {self.values[-1]:g}, initial {self.values[self.initial]:g}"
+        return f"Explorer({len(self.frames)} frames, slider {self.label!r} from {shown})"
+
     def _repr_png_(self) -> tuple[bytes, dict[str, int]]:
         return self.frames[self.initial], {"width": self.width, "height": self.height}
 

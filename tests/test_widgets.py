@@ -99,6 +99,13 @@ def test_frames_share_their_y_range():
     assert rows[0] == rows[1]
 
 
+def test_repr_names_the_slider_not_the_frames():
+    explorer = gradient_norm_explorer(_norms([]), scale=(0.5, 1.5, 0.25), initial=0.9)
+    text = repr(explorer)
+    assert text == "Explorer(5 frames, slider 'spectral scale λ' from 0.5 to 1.5, initial 1)"
+    assert sum(map(len, explorer.frames)) > 100 * len(text), "the frames stay out of the text"
+
+
 def test_explorer_imports_no_widget_library():
     code = "import sys, orthobook.widgets; assert 'ipywidgets' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
