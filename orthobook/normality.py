@@ -52,8 +52,7 @@ def henrici(W: torch.Tensor, normalized: bool = False) -> float:
         1.0
     """
     W = _square(W)
-    if not isinstance(normalized, bool):
-        raise TypeError(f"normalized must be a bool, got {type(normalized).__name__}")
+    _checks.flag(normalized, "normalized")
     fro2 = float(torch.sum(W.abs() ** 2))
     eig2 = float(torch.sum(torch.linalg.eigvals(W).abs() ** 2))
     d = math.sqrt(max(fro2 - eig2, 0.0))

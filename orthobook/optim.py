@@ -228,7 +228,8 @@ class _Cayley(RetractingOptimizer):
 
     _torch_optimizer: type[Optimizer]
     _first_moment: str  # the state key of the tangent vector that is transported
-    _frame_step: Callable[[torch.Tensor, dict[str, Any], dict[str, Any]], torch.Tensor]
+    _frame_update: Callable[..., torch.Tensor]  # cayley_sgd_step or cayley_adam_step
+    _frame_keys: tuple[str, ...]  # the group keys it takes, by the same names
 
     def _finish_init(self, reorthonormalize_every: int | None) -> None:
         every = _every(reorthonormalize_every, "reorthonormalize_every")
@@ -295,7 +296,8 @@ class _Cayley(RetractingOptimizer):
         with torch.no_grad():
             for group, Y in frames:
                 state = self.state[Y]
-                Y.copy_(self._frame_step(Y, state, group))
+                options = {key: group[key] for key in self._frame_keys}
+                Y.copy_(self._frame_update(Y, Y.grad, state, **options))
                 every = group["reorthonormalize_every"]
                 if every is not None and int(state["step"]) % every == 0:  # Note [drift]
                     Y.copy_(newton_schulz_step(Y))
@@ -359,6 +361,8 @@ class CayleySGD(_Cayley, torch.optim.SGD):
 
     _torch_optimizer = torch.optim.SGD
     _first_moment = "momentum_buffer"
+    _frame_update = staticmethod(cayley_sgd_step)
+    _frame_keys = ("lr", "momentum", "dampening", "nesterov", "maximize")
 
     def __init__(
         self,
@@ -388,20 +392,6 @@ class CayleySGD(_Cayley, torch.optim.SGD):
             fused=fused,
         )
         self._finish_init(reorthonormalize_every)
-
-    def _frame_step(
-        self, Y: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
-    ) -> torch.Tensor:
-        return cayley_sgd_step(
-            Y,
-            Y.grad,
-            state,
-            lr=group["lr"],
-            momentum=group["momentum"],
-            dampening=group["dampening"],
-            nesterov=group["nesterov"],
-            maximize=group["maximize"],
-        )
 
 
 class CayleyAdam(_Cayley, torch.optim.Adam):
@@ -453,6 +443,8 @@ class CayleyAdam(_Cayley, torch.optim.Adam):
 
     _torch_optimizer = torch.optim.Adam
     _first_moment = "exp_avg"
+    _frame_update = staticmethod(cayley_adam_step)
+    _frame_keys = ("lr", "betas", "eps", "amsgrad", "maximize")
 
     def __init__(
         self,
@@ -487,36 +479,11 @@ class CayleyAdam(_Cayley, torch.optim.Adam):
         )
         self._finish_init(reorthonormalize_every)
 
-    def _frame_step(
-        self, Y: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
-    ) -> torch.Tensor:
-        return cayley_adam_step(
-            Y,
-            Y.grad,
-            state,
-            lr=group["lr"],
-            betas=group["betas"],
-            eps=group["eps"],
-            amsgrad=group["amsgrad"],
-            maximize=group["maximize"],
-        )
-
 
 def _learning_rate(value: object, name: str) -> float | torch.Tensor:
     """A finite learning rate ≥ 0: a real number as a float, a one-element tensor as it is."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1 or not value.is_floating_point():
-            raise ValueError(
-                f"{name} must be a one-element floating tensor, "
-                f"got {value.dtype} of shape {tuple(value.shape)}"
-            )
-        x = float(value)  # one host read, when a group is checked, never in a step
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        x = float(value)
-    else:
-        raise TypeError(
-            f"{name} must be a real number or a one-element tensor, got {type(value).__name__}"
-        )
+    # A tensor's value is read once, when a group is checked, never in a step.
+    x = float(_checks.step_size(value, name))
     if not math.isfinite(x):
         raise ValueError(f"{name} must be finite, got {value}")
     if x < 0:
@@ -557,19 +524,14 @@ def _hyperparameter(
         raise ValueError(f"{name} must be non-negative, got {value}")
 
 
-def _flag(value: object, name: str) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-
-
 def _sgd_options(
     lr: object, momentum: object, dampening: object, nesterov: object, maximize: object
 ) -> None:
     _hyperparameter(lr, "lr", 0.0)
     _hyperparameter(momentum, "momentum", 0.0)
     _hyperparameter(dampening, "dampening")
-    _flag(nesterov, "nesterov")
-    _flag(maximize, "maximize")
+    _checks.flag(nesterov, "nesterov")
+    _checks.flag(maximize, "maximize")
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov needs momentum > 0 and dampening = 0")
 
@@ -583,5 +545,5 @@ def _adam_options(
     _hyperparameter(betas[0], "betas[0]", 0.0, 1.0)
     _hyperparameter(betas[1], "betas[1]", 0.0, 1.0)
     _hyperparameter(eps, "eps", 0.0)
-    _flag(amsgrad, "amsgrad")
-    _flag(maximize, "maximize")
+    _checks.flag(amsgrad, "amsgrad")
+    _checks.flag(maximize, "maximize")

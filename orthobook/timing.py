@@ -127,8 +127,7 @@ def interleaved_seconds(
             raise TypeError(f"steps[{label!r}] must be callable, got {type(step).__name__}")
     _checks.positive_int(repeats, "repeats")
     _checks.non_negative_int(warmup, "warmup")
-    if not isinstance(flush_denormal, bool):
-        raise TypeError(f"flush_denormal must be a bool, got {type(flush_denormal).__name__}")
+    _checks.flag(flush_denormal, "flush_denormal")
     synchronize = _synchronizer(_checks.device(device))
     times: dict[str, list[float]] = {label: [] for label in steps}
     with flushing_denormals(flush_denormal):
