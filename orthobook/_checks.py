@@ -117,6 +117,20 @@ def square(value: object, name: str) -> torch.Tensor:
     return W
 
 
+def float64_square(value: object, name: str) -> torch.Tensor:
+    """A detached float64 copy of the square matrix ``value`` (checked as by :func:`square`)."""
+    return square(value, name).detach().to(torch.float64)
+
+
+def matching_vector(value: object, name: str, W: torch.Tensor) -> torch.Tensor:
+    """``value: (n,)`` for ``W: (n, n)``, as a detached float64 vector on ``W``'s device."""
+    v = floating(value, name)
+    n = W.shape[0]
+    if v.shape != (n,):
+        raise ValueError(f"{name} must be a vector of shape (n,) = ({n},) to match W, got shape {tuple(v.shape)}")
+    return v.detach().to(W.device, torch.float64)
+
+
 def floating_dtype(value: object, name: str = "dtype") -> torch.dtype:
     """Return ``value`` if it is a real floating dtype, ``torch.get_default_dtype()`` if ``None``.
 

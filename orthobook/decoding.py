@@ -64,11 +64,9 @@ def noisy_states(
         >>> H.tolist()  # the inputs move down the chain
         [[1.0, 0.0, 0.0], [2.0, 1.0, 0.0], [3.0, 2.0, 1.0]]
     """
-    W = _checks.square(W, "W").detach().to(torch.float64)
+    W = _checks.float64_square(W, "W")
     n = W.shape[0]
-    v = _checks.floating(v, "v")
-    if v.shape != (n,):
-        raise ValueError(f"v must be a vector of shape (n,) = ({n},) to match W, got shape {tuple(v.shape)}")
+    v = _checks.matching_vector(v, "v", W)
     s = _checks.floating(s, "s")
     if s.dim() != 1 or s.shape[0] < 1:
         raise ValueError(f"s must be a non-empty vector of shape (T,), got shape {tuple(s.shape)}")
@@ -76,7 +74,7 @@ def noisy_states(
     f = NONLINEARITIES[_checks.one_of(nonlinearity, "nonlinearity", tuple(NONLINEARITIES))]
     T = s.shape[0]
     device = W.device
-    drive = torch.outer(s.detach().to(device, torch.float64), v.detach().to(device, torch.float64))
+    drive = torch.outer(s.detach().to(device, torch.float64), v)
     if eps > 0:
         # Drawn by the (CPU) generator, then moved: the same noise on every device.
         noise_draw = torch.randn(T, n, generator=generator, dtype=torch.float64)

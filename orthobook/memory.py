@@ -100,19 +100,6 @@ def _truncated_series(W: torch.Tensor, Q: torch.Tensor, horizon: int) -> torch.T
     return 0.5 * (X + X.T)
 
 
-def _check_W(W: object) -> torch.Tensor:
-    return _checks.square(W, "W").detach().to(torch.float64)
-
-
-def _check_v(v: object, W: torch.Tensor) -> torch.Tensor:
-    """``v`` as a float64 vector on ``W``'s device."""
-    v = _checks.floating(v, "v")
-    n = W.shape[0]
-    if v.shape != (n,):
-        raise ValueError(f"v must be a vector of shape (n,) = ({n},) to match W, got shape {tuple(v.shape)}")
-    return v.detach().to(W.device, torch.float64)
-
-
 def _check_noise(noise: object) -> float:
     eps = _checks.non_negative_float(noise, "noise")
     if eps == 0:
@@ -153,7 +140,7 @@ def noise_covariance(W: torch.Tensor, noise: float = 1.0, *, horizon: int | None
         >>> torch.allclose(C, torch.eye(2, dtype=torch.float64) / 0.75)
         True
     """
-    W = _check_W(W)
+    W = _checks.float64_square(W, "W")
     eps = _check_noise(noise)
     horizon = _check_horizon(horizon)
     Q = eps * torch.eye(W.shape[0], dtype=torch.float64, device=W.device)
@@ -216,8 +203,8 @@ def fisher_memory_curve(
         >>> [round(x, 6) for x in J.tolist()]  # 1 / (k + 1) along the chain, then nothing
         [1.0, 0.5, 0.333333, 0.0]
     """
-    W = _check_W(W)
-    v = _check_v(v, W)
+    W = _checks.float64_square(W, "W")
+    v = _checks.matching_vector(v, "v", W)
     _checks.positive_int(k_max, "k_max")
     C = noise_covariance(W, noise, horizon=horizon)
     k_in = k_max if horizon is None else min(k_max, horizon)
@@ -270,8 +257,8 @@ def total_memory(
     # ‖v‖² / ε: the statement holds for orthogonal W too. For any W, v vᵀ ⪯ ‖v‖² I gives
     # C_v ⪯ (‖v‖² / ε) C, hence J_tot = tr(C⁻¹ C_v) ≤ n ‖v‖² / ε (Ganguli et al. 2008 state
     # both with ‖v‖ = ε = 1: J_tot = 1 for normal networks, ≤ n for all).
-    W = _check_W(W)
-    v = _check_v(v, W)
+    W = _checks.float64_square(W, "W")
+    v = _checks.matching_vector(v, "v", W)
     eps = _check_noise(noise)
     horizon = _check_horizon(horizon)
     n = W.shape[0]
@@ -332,8 +319,8 @@ def snr(
         >>> [round(x, 6) for x in s.tolist()]  # C = 4/3, C_v = 4/3: SNR(0) = 1 / (4/3 + 1/3)
         [0.6, 0.103448]
     """
-    W = _check_W(W)
-    v = _check_v(v, W)
+    W = _checks.float64_square(W, "W")
+    v = _checks.matching_vector(v, "v", W)
     _checks.positive_int(k_max, "k_max")
     eps = _check_noise(noise)
     sigma2 = _checks.non_negative_float(signal, "signal")

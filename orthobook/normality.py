@@ -94,7 +94,7 @@ def _square(W: object) -> torch.Tensor:
         if W.dim() != 2 or W.shape[0] != W.shape[1]:
             raise ValueError(f"W must be a square matrix of shape (n, n), got shape {tuple(W.shape)}")
         return W.detach().to(torch.complex128)
-    return _checks.square(W, "W").detach().to(torch.float64)
+    return _checks.float64_square(W, "W")
 
 
 def _wilkinson_shift(A: torch.Tensor) -> torch.Tensor:
