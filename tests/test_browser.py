@@ -326,12 +326,6 @@ def test_mathjax_typesets_every_equation(report: Report) -> None:
     assert not report.math, "equations MathJax did not typeset:\n" + _summary(report.math)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 14, open): display equations of chapters 1, 2, 4, 5, 6 and the data "
-    "page, and the wide tables of chapter 3, the data page and the benchmarks page, are wider than "
-    "400 px; strict, so this test fails as soon as they are all fixed and the mark must go",
-)
 def test_only_code_is_wider_than_a_phone(report: Report) -> None:
     assert not report.overflow, f"elements wider than a {PHONE} px viewport:\n" + _summary(report.overflow)
 
