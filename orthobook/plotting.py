@@ -7,6 +7,7 @@ global matplotlib setting.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -363,25 +364,12 @@ def plot_singular_values(
     everything = np.concatenate(list(arrays.values())) if arrays else np.zeros(0)
     edges = np.histogram_bin_edges(everything, bins=bins)
     with book_style():
-        for (label, s), style in zip(arrays.items(), _cycle()):
+        for (label, s), style in zip(arrays.items(), itertools.cycle(STYLE["axes.prop_cycle"])):
             ax.hist(s, bins=edges, histtype="step", linewidth=1.8, label=label, **style)
         ax.set_xlabel("singular value σ_i")
         ax.set_ylabel("count")
         _finish(ax, False, title)
     return ax
-
-
-def _cycle() -> Iterator[dict[str, object]]:
-    """The book's colour and line-style pairs, repeated without end."""
-    while True:
-        yield from STYLE["axes.prop_cycle"]  # type: ignore[misc]
-
-
-def _as_array(values: torch.Tensor | np.ndarray | Sequence[float], name: str, ndim: int) -> np.ndarray:
-    array = _numpy(values)
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
-    return array
 
 
 def plot_sequence_heatmap(
@@ -406,7 +394,9 @@ def plot_sequence_heatmap(
     Raises:
         ValueError: ``x`` is not 2-D.
     """
-    values = _as_array(x, "x", 2)
+    values = _numpy(x)
+    if values.ndim != 2:
+        raise ValueError(f"x must be 2-D, got shape {values.shape}")
     ax = _axes(ax)
     with book_style():
         image = ax.imshow(values.T, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap)
