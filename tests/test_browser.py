@@ -138,6 +138,7 @@ class Report:
     """What the visits found, page by page."""
 
     console: dict[str, list[str]] = field(default_factory=dict)
+    search: dict[str, list[str]] = field(default_factory=dict)
     external: dict[str, list[str]] = field(default_factory=dict)
     images: dict[str, list[str]] = field(default_factory=dict)
     math: dict[str, list[str]] = field(default_factory=dict)
@@ -280,6 +281,32 @@ def _visit(browser, page_path: str, width: int, server: str, mathjax: Path, repo
     context.close()
 
 
+# Words a reader looks up, each found in prose of the chapters.
+SEARCHES = ("Cayley", "margin", "Fisher memory", "householder")
+# Text of the page's chrome (header buttons, the print-only table of contents) that a snippet
+# must not show in place of the matching sentence.
+CHROME = ("Contents", ".ipynb", "Colab", "Fullscreen", ".pdf")
+
+
+def _search(browser, query: str, server: str, mathjax: Path, report: Report) -> None:  # noqa: ANN001
+    """The search page's result snippets for ``query``: each a sentence of the page, no chrome."""
+    context = browser.new_context(viewport={"width": WIDTHS[0], "height": 900})
+    page = context.new_page()
+    page.route("**/*", _route(mathjax, server, []))
+    page.goto(server + f"search.html?q={query}", wait_until="load", timeout=60_000)
+    page.wait_for_function("() => !!document.querySelector('#search-results .search-summary')", timeout=60_000)
+    page.wait_for_function(
+        "() => { const s = document.querySelector('#search-results .search-summary');"
+        " return s && !/ing/.test(s.textContent.split(' ')[0]) && s.textContent.length > 0; }",
+        timeout=60_000,
+    )
+    snippets = page.eval_on_selector_all("#search-results li p.context", "els => els.map(e => e.textContent)")
+    problems = [f"no result has a snippet"] if not snippets else []
+    problems += [f"snippet shows the page's chrome: {text[:80]!r}" for text in snippets if any(c in text for c in CHROME)]
+    report.add("search", query, problems)
+    context.close()
+
+
 @pytest.fixture(scope="session")
 def report(site: Path, server: str, mathjax: Path) -> Report:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'orthobook[browser]'")
@@ -295,6 +322,8 @@ def report(site: Path, server: str, mathjax: Path) -> Report:
             for page_path in (page for page in _pages() if _redirect(page) is None):
                 for width in WIDTHS:
                     _visit(browser, page_path, width, server, mathjax, result)
+            for query in SEARCHES:
+                _search(browser, query, server, mathjax, result)
         finally:
             browser.close()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -316,6 +345,10 @@ def test_every_page_loads_without_console_errors(report: Report) -> None:
 def test_no_page_needs_the_network(report: Report) -> None:
     """Everything a page loads comes from the site (MathJax from its CDN address, served locally)."""
     assert not report.external, "requests that left the site:\n" + _summary(report.external)
+
+
+def test_search_snippets_show_the_matching_sentence(report: Report) -> None:
+    assert not report.search, "search results:\n" + _summary(report.search)
 
 
 def test_every_image_loads(report: Report) -> None:
