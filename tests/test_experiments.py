@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -326,6 +327,7 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 _NO_RAY = """
 import sys
+import time
 sys.modules["ray"] = None  # Ray not importable
 from orthobook.experiments.cli import main
 assert main(["sweep", "smoke-copy", "--seeds", "0-1", "--budget", "20steps", "--workers", "2",
@@ -345,6 +347,42 @@ def test_the_local_backend_without_ray(tmp_path: Path) -> None:
     store = Store(tmp_path)
     summaries = store.summaries(SMOKE)
     assert [s["seed"] for s in summaries] == [0, 1] and [s["batched_with"] for s in summaries] == [[0], [1]]
+
+
+# A sweep's stand-in: starts one worker that watches it, prints the worker's pid, waits.
+_PARENT = """
+import os, subprocess, sys, time
+worker = ("from orthobook.experiments.sweep import _exit_with_parent; import time; "
+          f"_exit_with_parent({os.getpid()}, poll=0.05); print('watching', flush=True); time.sleep(120)")
+child = subprocess.Popen([sys.executable, "-c", worker], stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline().strip() == "watching"
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_local_worker_ends_when_its_sweep_is_killed() -> None:
+    """A worker whose sweep dies (SIGKILL: no clean-up in the sweep) stops instead of going
+    on writing into the store; the run resumes from its checkpoint on the next sweep."""
+    with subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True, cwd=ROOT) as parent:
+        try:
+            worker = int(parent.stdout.readline())
+            assert _running(worker)
+        finally:
+            parent.kill()
+    deadline = time.monotonic() + 30
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(worker), "the worker outlived its sweep"
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import threading
+import time
 from typing import Any
 
 import torch
@@ -43,7 +45,30 @@ def groups(experiments: list[Experiment], seeds: list[int], workers: int, batch:
     return units
 
 
-def _work(experiment: Experiment, seeds: list[int], root: str, budget: Budget, device: str | None, threads: int) -> list[dict[str, Any]]:
+def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
+    """End this worker process once ``parent`` (the sweep that started it) is gone, even
+    killed by SIGKILL: an orphaned worker would go on writing into the store. Its run
+    resumes from its last checkpoint when the sweep is started again."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orthobook-parent-watch", daemon=True).start()
+
+
+def _work(
+    experiment: Experiment,
+    seeds: list[int],
+    root: str,
+    budget: Budget,
+    device: str | None,
+    threads: int,
+    parent: int | None = None,
+) -> list[dict[str, Any]]:
+    if parent is not None:
+        _exit_with_parent(parent)
     torch.set_num_threads(threads)
     return run_group(experiment, seeds, Store(root), budget=budget, device=device, progress=False)
 
@@ -101,7 +126,9 @@ def _local(units: list[tuple[Experiment, list[int]]], store: Store, budget: Budg
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(_work, e, seeds, str(store.root), budget, device, threads) for e, seeds in units]
+        futures = [
+            pool.submit(_work, e, seeds, str(store.root), budget, device, threads, os.getpid()) for e, seeds in units
+        ]
         for future in concurrent.futures.as_completed(futures):
             future.result()
 
