@@ -238,7 +238,10 @@ def plot_curves(
     """Training curves: ``metric`` against the step, one line per labelled run.
 
     A label that maps to several histories (one per seed, logged at the same steps) is drawn
-    as the median over the seeds with a band from the lowest to the highest seed.
+    as the median over the seeds with a band from the lowest to the highest seed. A seed that
+    stopped early (a run that :func:`orthobook.train.train` stopped when it diverged) is logged
+    at the first steps of the others; from its last step on, median and band are over the seeds
+    still running.
 
     Args:
         histories: ``label → History`` or ``label → [History, ...]`` (seeds).
@@ -255,10 +258,13 @@ def plot_curves(
     with book_style():
         for index, (label, runs) in enumerate(histories.items()):
             runs = [runs] if isinstance(runs, History) else list(runs)
-            steps = runs[0].step
-            if any(run.step != steps for run in runs):
+            steps = max((run.step for run in runs), key=len)
+            if any(run.step != steps[: len(run.step)] for run in runs):
                 raise ValueError(f"the seeds of {label!r} are not logged at the same steps")
-            y = np.stack([_smooth([np.nan if v is None else v for v in getattr(run, metric)], smooth) for run in runs])
+            curves = [_smooth([np.nan if v is None else v for v in getattr(run, metric)], smooth) for run in runs]
+            y = np.full((len(runs), max(len(c) for c in curves)), np.nan)
+            for row, curve in zip(y, curves):
+                row[: len(curve)] = curve  # a seed that stopped early leaves the band there
             x = np.asarray(steps[len(steps) - y.shape[1] :])
             if len(runs) == 1:
                 ax.plot(x, y[0], label=label, **_marks(index))

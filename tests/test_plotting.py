@@ -336,3 +336,25 @@ def test_plot_curves_draws_the_median_and_band_over_seeds() -> None:
     lows, highs = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
     assert (lows, highs) == (1.0, 6.0)
     assert "3 seeds" in ax.get_legend_handles_labels()[1][0]
+
+
+def test_plot_curves_band_goes_on_over_the_seeds_still_running() -> None:
+    import numpy as np
+
+    from orthobook.train import History
+
+    runs = []
+    for k, steps in enumerate((4, 4, 2)):  # the third seed stopped after two steps
+        history = History()
+        for step in range(steps):
+            history.append({"step": step, "loss": float(k + step + 1), "grad_norm": 1.0})
+        runs.append(history)
+    ax = plot_curves({"seeds": runs}, log=False)
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_xdata(), [0, 1, 2, 3])
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 3.0, 3.5, 4.5])
+    skipped = History()
+    for step in (0, 2):
+        skipped.append({"step": step, "loss": 1.0, "grad_norm": 1.0})
+    with pytest.raises(ValueError, match="not logged at the same steps"):
+        plot_curves({"seeds": [runs[0], skipped]})
