@@ -48,63 +48,69 @@ __all__ = ["BatchedElmanRNN"]
 #
 # and f' is read off h_t itself: 1 − h_t² (tanh), [h_t > 0] (relu), h_t + 1 where h_t ≤ 0 and
 # 1 elsewhere (elu), 1 (identity). _Elman computes both passes by hand, every product
-# batched over the K models (torch.baddbmm on (K, B, n) states). Autograd of the same loop
-# records a handful of nodes per step, and its backward multiplies by transposed operands
-# and stacks the per-step gradients into a (K, B, T, n) tensor; here every step reads and
-# writes contiguous (K, B, n) slices of (T, K, B, n) buffers, and the input projection, the
-# readout and the parameter gradients are taken inside the step, while the slice is in
-# cache. Measured in one run on a shared 2-core CPU (one thread; n = 64, T = 100, B = 32), a
-# training step of K models took 0.43 (K = 8) and 0.40 (K = 32) of the time of K separate
-# ElmanRNN steps with autograd of the batched loop, 0.30 and 0.24 with this one
-# (benchmarks/run.py, group "batched", measures it).
+# batched over the K models. Only the recurrence is sequential: per step, one batched product
+# h_{t-1} Wᵀ (δ_{t+1} W backwards) into a contiguous (K, B, n) tensor and one elementwise f
+# (f') from it into the (K, T, B, n) buffer. Everything else is one product over all T·B
+# rows at once, read through views of that buffer: the input projection b + x_t Vᵀ and the
+# readout before and after the forward loop, G_t R, ∂L/∂W, ∂L/∂V, ∂L/∂R and the bias sums
+# after the backward one. (Writing a product straight into a strided (K, B, n) slice makes
+# torch multiply model by model, at K times the overhead, hence the contiguous step tensor.)
+# Measured on an idle 2-core CPU (one thread; n = 64, T = 100, B = 32; seconds per
+# model-step of training, benchmarks/run.py, group "batched"): 8.4, 6.0, 4.5, 4.1, 3.3,
+# 3.5 ms for K = 1, 2, 4, 8, 16, 32, against 16.4, 10.0, 6.6, 4.5, 4.9, 3.7 ms when the
+# per-step slices were of a (T, K, B, n) buffer and every product was taken per step.
 
-# In-place f (the forward overwrites the buffer holding a_t) and the product f'(a_t) ⊙ g
-# from h_t = f(a_t): torch's own derivative kernels, as its autograd calls them.
-_ACTIVATE: dict[str, Callable[[torch.Tensor], object]] = {
-    "tanh": torch.Tensor.tanh_,
-    "relu": torch.Tensor.relu_,
-    "elu": F.elu_,
-    "identity": lambda a: a,
+# f(a_t) and f'(a_t) ⊙ g (read off h_t = f(a_t)) written into a given tensor, which may be
+# the argument itself: torch's own kernels, the derivatives as its autograd calls them.
+_ACTIVATE: dict[str, Callable[[torch.Tensor, torch.Tensor], object]] = {
+    "tanh": lambda a, out: torch.tanh(a, out=out),
+    "relu": lambda a, out: torch.clamp_min(a, 0, out=out),
+    "elu": lambda a, out: torch.ops.aten.elu.out(a, 1.0, 1.0, 1.0, out=out),
+    "identity": lambda a, out: out.copy_(a),
 }
-_BACKWARD: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "tanh": torch.ops.aten.tanh_backward,
-    "relu": lambda g, h: torch.ops.aten.threshold_backward(g, h, 0),
-    "elu": lambda g, h: torch.ops.aten.elu_backward(g, 1.0, 1.0, 1.0, True, h),
-    "identity": lambda g, h: g,
+_DERIVATIVE: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]] = {
+    "tanh": lambda g, h, out: torch.ops.aten.tanh_backward.grad_input(g, h, grad_input=out),
+    "relu": lambda g, h, out: torch.ops.aten.threshold_backward.grad_input(g, h, 0, grad_input=out),
+    "elu": lambda g, h, out: torch.ops.aten.elu_backward.grad_input(g, 1.0, 1.0, 1.0, True, h, grad_input=out),
+    "identity": lambda g, h, out: out.copy_(g),
 }
+
+
+def _steps(T: int, B: int, tensor: torch.Tensor) -> torch.Tensor:
+    """(K, T·B, d) → (K, T, B, d), the step-major view every buffer is read through."""
+    return tensor.view(tensor.shape[0], T, B, tensor.shape[-1])
+
+
+def _rows(tensor: torch.Tensor) -> torch.Tensor:
+    """(K, T, B, d) → (K, T·B, d): every step's rows as one matrix per model (a view)."""
+    return tensor.flatten(1, 2)
 
 
 class _Elman(torch.autograd.Function):
     """K stacked Elman RNNs with a readout, forward and backward by hand (Note [batched BPTT]).
 
-    ``apply(nonlinearity, X, R, c, V₀, b₀, W₀, V₁, b₁, W₁, …)`` with ``X``: (T, K, B, in),
+    ``apply(nonlinearity, X, R, c, V₀, b₀, W₀, V₁, b₁, W₁, …)`` with ``X``: (K, T, B, in),
     ``R``: (K, out, n), ``c``: (K, 1, out) and per layer ``V``: (K, n, in_l), ``b``: (K, 1, n),
-    ``W``: (K, n, n); returns the outputs (T, K, B, out).
+    ``W``: (K, n, n); returns the outputs (K, T, B, out).
     """
 
     @staticmethod
     def forward(ctx, nonlinearity: str, X: torch.Tensor, R: torch.Tensor, c: torch.Tensor, *layers: torch.Tensor):
         activate = _ACTIVATE[nonlinearity]
-        T, K, B, _ = X.shape
-        triples = [layers[i : i + 3] for i in range(0, len(layers), 3)]
-        # Products with contiguous right operands are the fast ones: transpose once per pass.
-        Vts = [V.mT.contiguous() for V, _, _ in triples]
-        Wts = [W.mT.contiguous() for _, _, W in triples]
-        Rt = R.mT.contiguous()
-        states = [X.new_empty(T, K, B, W.shape[-1]) for _, _, W in triples]
-        output = X.new_empty(T, K, B, R.shape[1])
-        for t in range(T):
-            inputs = X[t]
-            for (_, b, _), Vt, Wt, H in zip(triples, Vts, Wts, states):
-                a = torch.baddbmm(b, inputs, Vt, out=H[t])
-                if t:
-                    a.baddbmm_(H[t - 1], Wt)
-                activate(a)
-                inputs = a
-            torch.baddbmm(c, inputs, Rt, out=output[t])
+        K, T, B, _ = X.shape
+        inputs, states = X, []
+        a = X.new_empty(K, B, layers[2].shape[-1])
+        for V, b, W in (layers[i : i + 3] for i in range(0, len(layers), 3)):
+            H = _steps(T, B, torch.baddbmm(b, _rows(inputs), V.mT))  # b + x_t Vᵀ for every t
+            Wt = W.mT.contiguous()  # products with a contiguous right operand are the fast ones
+            activate(H[:, 0], H[:, 0])
+            for t in range(1, T):  # into a contiguous a_t: a strided product is a slow one
+                activate(torch.baddbmm(H[:, t], H[:, t - 1], Wt, out=a), H[:, t])
+            inputs = H
+            states.append(H)
         ctx.nonlinearity = nonlinearity
         ctx.save_for_backward(X, R, *layers, *states)
-        return output
+        return _steps(T, B, torch.baddbmm(c, _rows(inputs), R.mT))
 
     @staticmethod
     @once_differentiable
@@ -113,36 +119,30 @@ class _Elman(torch.autograd.Function):
         depth = len(rest) // 4
         triples = [rest[i : i + 3] for i in range(0, 3 * depth, 3)]
         states = rest[3 * depth :]
-        derivative = _BACKWARD[ctx.nonlinearity]
-        T = X.shape[0]
-        gX = torch.empty_like(X) if ctx.needs_input_grad[1] else None
-        gR = torch.zeros_like(R)
-        gVts = [V.new_zeros(V.shape[0], V.shape[2], V.shape[1]) for V, _, _ in triples]  # ∂L/∂Vᵀ
-        gb_rows = [torch.zeros_like(H[0]) for H in states]  # Σ_t δ_t, summed over rows at the end
-        gWs = [torch.zeros_like(W) for _, _, W in triples]
-        deltas: list[torch.Tensor | None] = [None] * depth  # δ_{t+1} of each layer
-        for t in range(T - 1, -1, -1):
-            g = torch.bmm(G[t], R)
-            gR.baddbmm_(G[t].mT, states[-1][t])
-            for layer in range(depth - 1, -1, -1):
-                V, _, W = triples[layer]
-                if deltas[layer] is not None:
-                    g.baddbmm_(deltas[layer], W)
-                delta = derivative(g, states[layer][t])
-                inputs = X[t] if layer == 0 else states[layer - 1][t]
-                gb_rows[layer].add_(delta)
-                gVts[layer].baddbmm_(inputs.mT, delta)
-                if t:
-                    gWs[layer].baddbmm_(delta.mT, states[layer][t - 1])
-                deltas[layer] = delta
-                if layer:
-                    g = torch.bmm(delta, V)
-                elif gX is not None:
-                    torch.bmm(delta, V, out=gX[t])
-        gc = G.sum((0, 2)).unsqueeze(1)
-        grads = []
-        for gVt, gb, gW in zip(gVts, gb_rows, gWs):
-            grads += [gVt.mT, gb.sum(1, keepdim=True), gW]
+        derivative = _DERIVATIVE[ctx.nonlinearity]
+        _, T, B, _ = X.shape
+        G = _rows(G.contiguous())
+        gR = G.mT @ _rows(states[-1])
+        gc = G.sum(1, keepdim=True)
+        delta = _steps(T, B, G @ R)  # ∂L/∂h_t from the readout; becomes δ_t in place
+        g_t = G.new_empty(delta[:, 0].shape)  # contiguous, as a above
+        grads: list[torch.Tensor] = []
+        gX = None
+        for layer in range(depth - 1, -1, -1):
+            V, _, W = triples[layer]
+            H = states[layer]
+            derivative(delta[:, T - 1], H[:, T - 1], delta[:, T - 1])
+            for t in range(T - 2, -1, -1):
+                g = torch.baddbmm(delta[:, t], delta[:, t + 1], W, out=g_t)
+                derivative(g, H[:, t], delta[:, t])
+            inputs = X if layer == 0 else states[layer - 1]
+            D = _rows(delta)
+            gW = _rows(delta[:, 1:]).mT @ _rows(H[:, :-1])  # Σ_t δ_tᵀ h_{t-1}: one product
+            grads = [D.mT @ _rows(inputs), D.sum(1, keepdim=True), gW, *grads]
+            if layer:
+                delta = _steps(T, B, D @ V)  # ∂L/∂h_t of the layer below
+            elif ctx.needs_input_grad[1]:
+                gX = _steps(T, B, D @ V)
         return None, gX, gR, gc, *grads
 
 
@@ -182,7 +182,7 @@ class BatchedElmanRNN(nn.Module):
 
     Shapes:
         ``x``: (K, batch, T, input_size) → (K, batch, T, output_size), model k reading
-        ``x[k]``; the result is a view of a (T, K, batch, output_size) tensor.
+        ``x[k]``; the result is a view of a (K, T, batch, output_size) tensor.
 
     Raises:
         TypeError: ``models`` is not a sequence of ElmanRNNs, or ``batch_seeds`` not a
@@ -245,8 +245,8 @@ class BatchedElmanRNN(nn.Module):
             ]
         R = torch.stack([model.readout.weight for model in self.models])
         c = torch.stack([model.readout.bias for model in self.models]).unsqueeze(1)
-        X = x.permute(2, 0, 1, 3).contiguous()  # (T, K, B, in): a contiguous (K, B, in) slice per step
-        return _Elman.apply(self.nonlinearity, X, R, c, *layers).permute(1, 2, 0, 3)
+        X = x.transpose(1, 2).contiguous()  # (K, T, B, in): step t's rows are X[:, t]
+        return _Elman.apply(self.nonlinearity, X, R, c, *layers).transpose(1, 2)
 
     def _check_input(self, x: torch.Tensor) -> None:
         _checks.floating(x, "x")

@@ -199,7 +199,7 @@ def test_gradcheck_two_layers_with_input_gradient(nonlinearity):
     def tensor(*shape, scale=1.0):
         return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
 
-    arguments = [tensor(T, 2, B, d), tensor(2, out, n), tensor(2, 1, out)]
+    arguments = [tensor(2, T, B, d), tensor(2, out, n), tensor(2, 1, out)]
     arguments += [tensor(2, n, d), tensor(2, 1, n), tensor(2, n, n, scale=0.5)]
     arguments += [tensor(2, n, n), tensor(2, 1, n), tensor(2, n, n, scale=0.5)]
     assert torch.autograd.gradcheck(lambda *a: _Elman.apply(nonlinearity, *a), arguments)
