@@ -19,7 +19,7 @@ from orthobook.normality import henrici
 from orthobook.optim import CayleyAdam, CayleySGD
 from orthobook.parametrizations import householder_svd, residual_identity, spectral_margin
 from orthobook.stiefel import StiefelParameter, cayley_step, orthogonality_error
-from orthobook.tasks import AddingTask, ClassificationTask, CopyTask, Task
+from orthobook.tasks import AddingTask, ClassificationTask, CopyTask, LanguageModelTask, Task
 from orthobook.train import History, TrainConfig, TrainingDiverged, evaluate, train
 
 __version__ = "0.1.0"
@@ -34,6 +34,7 @@ __all__ = [
     "ElmanRNN",
     "History",
     "LSTM",
+    "LanguageModelTask",
     "StiefelParameter",
     "Task",
     "TrainConfig",

@@ -427,8 +427,10 @@ def _householder_svd_matrix(U_vectors: torch.Tensor, V_vectors: torch.Tensor, s:
     """:func:`householder_svd_matrix` without the checks: the forward pass of householder_svd,
     with the thin WY products of householder.Note [WY backward]."""
     r = s.shape[0]
-    U = _thin_product(U_vectors, r)  # Eq. (hh-wy)
-    V = _thin_product(V_vectors, r)
+    if U_vectors.shape == V_vectors.shape:  # both factors as one batch: half the products
+        U, V = _thin_product(torch.stack([U_vectors, V_vectors]), r)  # Eq. (hh-wy)
+    else:
+        U, V = _thin_product(U_vectors, r), _thin_product(V_vectors, r)
     return (U * s) @ V.mT
 
 

@@ -1,12 +1,12 @@
-"""The :class:`Task` protocol, the synthetic long-memory tasks and labelled sequences.
+"""The :class:`Task` protocol, the synthetic long-memory tasks, labelled sequences and text.
 
 A task is a small object that samples batches on any device from a given generator and
 knows its loss, its accuracy (where it has one) and the loss of the best strategy that
 remembers nothing (the *baseline*: a model that does not beat it has learned nothing).
 Models return one output per step, ``(batch, T, output_size)``; each task scores the
-steps its loss reads (every step for :class:`CopyTask`, the last for :class:`AddingTask`
-and :class:`ClassificationTask`). The exact definitions are on the book's page "Data and
-tasks".
+steps its loss reads (every step for :class:`CopyTask` and :class:`LanguageModelTask`, the
+last for :class:`AddingTask` and :class:`ClassificationTask`). The exact definitions are on
+the book's page "Data and tasks".
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = [
     "CopyTask",
     "AddingTask",
     "ClassificationTask",
+    "LanguageModelTask",
     "copy_baseline",
     "adding_baseline",
     "classification_baseline",
@@ -438,3 +439,96 @@ def _sampling(
     _checks.positive_int(batch_size, "batch_size")
     device = _checks.device(device)
     return device, (device if generator is None else generator.device)
+
+
+class LanguageModelTask:
+    """Next-token prediction on a token stream (the Penn Treebank's characters) as a :class:`Task`.
+
+    The stream is cut into ``len(self)`` disjoint windows of ``T + 1`` tokens (window i
+    starts at token i·T, so consecutive windows share one token). A model reads the first T
+    tokens of a window as one-hot vectors and predicts, at every step t, token t + 1. Each
+    batch is ``batch_size`` distinct windows drawn at random by the caller's generator, so
+    ``evaluate(model, task, batch_size=len(task))`` scores the whole stream once (each
+    window from a zero state: no state is carried from one window to the next). The loss is
+    the mean cross-entropy over every step, in nats per token
+    (:func:`orthobook.ptb.nats_to_bits` turns it into bits per character); the accuracy the
+    fraction of next tokens whose largest logit is right; the baseline the entropy of the
+    stream's own token frequencies, the loss of predicting them at every step.
+
+    Args:
+        stream: (n,) int64 token indices, ``n ≥ T + 1``, e.g. ``load_ptb(level="char").train``.
+        T: tokens read per window, ≥ 1.
+        vocab_size: the number of tokens, ``input_size`` and ``output_size``; default
+            ``max(stream) + 1``. Pass it (``len(corpus.vocab)``) so that the tasks of the
+            three splits agree.
+
+    Raises:
+        TypeError: ``stream`` is not an int64 tensor.
+        ValueError: ``stream`` is not 1-D, holds fewer than ``T + 1`` tokens, or tokens outside
+            ``0..vocab_size − 1``.
+
+    Example:
+        >>> task = LanguageModelTask(torch.arange(21) % 5, T=4)
+        >>> x, y = task.sample(2, torch.Generator().manual_seed(0))
+        >>> len(task), x.shape, y.shape, task.output_size
+        (5, torch.Size([2, 4, 5]), torch.Size([2, 4]), 5)
+        >>> bool((x.argmax(-1)[:, 1:] == y[:, :-1]).all())  # the target is the next input
+        True
+    """
+
+    def __init__(self, stream: torch.Tensor, T: int, vocab_size: int | None = None) -> None:
+        _checks.positive_int(T, "T")
+        stream = _labels(stream, "stream")
+        if stream.numel() < T + 1:
+            raise ValueError(f"stream must hold at least T + 1 = {T + 1} tokens, got {stream.numel()}")
+        self.stream = stream
+        self.T = T
+        self._vocab_size = _num_classes(stream, vocab_size, "stream")
+        self._baseline = _label_entropy(stream, self._vocab_size)
+
+    def __len__(self) -> int:
+        return (self.stream.numel() - 1) // self.T
+
+    @property
+    def input_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def output_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def baseline(self) -> float:
+        """Entropy of the stream's token frequencies, in nats per token."""
+        return self._baseline
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``batch_size ≤ len(self)`` distinct windows and move them to ``device``.
+
+        The window indices are drawn from ``generator`` on its device (Note [drawing
+        device]); the windows are cut where the stream lives.
+
+        Returns:
+            ``x``: (batch, T, vocab_size) float32 one-hot; ``y``: (batch, T) int64 next tokens.
+
+        Raises:
+            TypeError, ValueError: ``batch_size`` is not an int in ``1..len(self)``, or
+                ``device`` is not a device this machine has.
+        """
+        device, on = _sampling(batch_size, generator, device)
+        if batch_size > len(self):
+            raise ValueError(f"batch_size must be at most the {len(self)} windows, got {batch_size}")
+        starts = torch.randperm(len(self), generator=generator, device=on)[:batch_size].to(self.stream.device)
+        windows = self.stream[starts.unsqueeze(1) * self.T + torch.arange(self.T + 1, device=starts.device)]
+        x = F.one_hot(windows[:, :-1], self._vocab_size).float()
+        return x.to(device), windows[:, 1:].to(device)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over every step, nats per token; ``output``: (batch, T, vocab) logits."""
+        return F.cross_entropy(_steps(output, self.output_size).flatten(0, 1), target.flatten())
+
+    def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Fraction of steps whose largest logit is the next token."""
+        return (_steps(output, self.output_size).argmax(-1) == target).float().mean()

@@ -57,6 +57,7 @@ def _pages() -> list[str]:
     )
 
 
+@functools.cache
 def _redirect(page: str) -> str | None:
     """The target of a page that is only a ``<meta http-equiv="Refresh">`` (the site's root
     ``index.html``, which Jupyter Book points at the book's first page), else None."""
@@ -292,17 +293,19 @@ def _search(browser, query: str, server: str, mathjax: Path, report: Report) -> 
     """The search page's result snippets for ``query``: each a sentence of the page, no chrome."""
     context = browser.new_context(viewport={"width": WIDTHS[0], "height": 900})
     page = context.new_page()
-    page.route("**/*", _route(mathjax, server, []))
+    external: list[str] = []
+    page.route("**/*", _route(mathjax, server, external))
     page.goto(server + f"search.html?q={query}", wait_until="load", timeout=60_000)
-    page.wait_for_function("() => !!document.querySelector('#search-results .search-summary')", timeout=60_000)
+    # Sphinx's searchtools.js fills the summary line only in _finishSearch, after the last
+    # result (and its snippet) is shown: an empty summary means the search is still going.
     page.wait_for_function(
-        "() => { const s = document.querySelector('#search-results .search-summary');"
-        " return s && !/ing/.test(s.textContent.split(' ')[0]) && s.textContent.length > 0; }",
+        "() => !!document.querySelector('#search-results .search-summary')?.textContent",
         timeout=60_000,
     )
     snippets = page.eval_on_selector_all("#search-results li p.context", "els => els.map(e => e.textContent)")
-    problems = [f"no result has a snippet"] if not snippets else []
+    problems = ["no result has a snippet"] if not snippets else []
     problems += [f"snippet shows the page's chrome: {text[:80]!r}" for text in snippets if any(c in text for c in CHROME)]
+    report.add("external", f"search.html?q={query}", sorted(set(external)))
     report.add("search", query, problems)
     context.close()
 

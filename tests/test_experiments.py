@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,13 +18,14 @@ import torch
 
 from orthobook.experiments import REGISTRY, StaleResult, Store, get, parse_budget, run_group, select
 from orthobook.experiments import runner as runner_module
-from orthobook.experiments.build import build_model, build_optimizers, build_tasks, NotRunnable
+from orthobook.experiments.build import build_model, build_optimizers, build_tasks
 from orthobook.experiments.cli import main, parse_seeds
 from orthobook.experiments.config import Deviation, Experiment, LRSchedule
 from orthobook.experiments.report import comparison_rows, faithfulness_rows, verdict
 from orthobook.experiments.sweep import groups, sweep
 from orthobook.mnist import MNISTArrays, load_mnist_slice
 from orthobook.optim import CayleySGD
+from orthobook.ptb import PTBCorpus, Vocabulary, tokenize_ptb
 
 SMOKE = get("smoke-copy")
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,17 +196,43 @@ def test_vorontsov_optimizers_geodesic_sgd_on_frames_and_spectrum_at_lr_over_2m(
     assert rest.param_groups[0]["weight_decay"] == 1e-4
 
 
-def test_ptb_is_recorded_but_refused_with_the_reason() -> None:
-    with pytest.raises(NotRunnable, match="language-model"):
-        build_tasks(get("orhan2020-ptb-char"), torch.device("cpu"))
+def _tiny_char_corpus() -> PTBCorpus:
+    """Three short texts in the layout of Mikolov's files, as load_ptb(level="char") reads them."""
+    texts = {
+        "train": " the market fell <unk> points \n traders said the fall was not over \n" * 4,
+        "valid": " the market rose \n traders said so \n",
+        "test": " the fall was over \n",
+    }
+    tokens = {split: tokenize_ptb(text, "char") for split, text in texts.items()}
+    vocab = Vocabulary(tokens["train"])
+    return PTBCorpus(*(vocab.encode(tokens[split]) for split in texts), vocab=vocab, level="char")
+
+
+@pytest.mark.parametrize("name", ["vorontsov2017-ptb-char", "orhan2020-ptb-char"])
+def test_ptb_character_configurations_run(name: str, tmp_path: Path) -> None:
+    """Next-character prediction over the three texts: one-hot input and output over the
+    vocabulary, every validation and test window scored once, a stored summary."""
+    corpus = _tiny_char_corpus()
+    e = dataclasses.replace(get(name), T=10, hidden_size=8, batch_size=4, steps=4, eval_every=2)
+    tasks = build_tasks(e, torch.device("cpu"), source=corpus)
+    V = len(corpus.vocab)
+    assert (tasks.train.input_size, tasks.train.output_size, tasks.test.output_size) == (V, V, V)
+    assert [len(t) for t in (tasks.train, tasks.validation, tasks.test)] == [
+        (len(stream) - 1) // 10 for stream in (corpus.train, corpus.valid, corpus.test)
+    ]
+    (summary,) = run_group(e, [0], Store(tmp_path), source=corpus, progress=False)
+    assert summary["steps"] == 4 and summary["complete"]
+    assert 0 < summary["metrics"]["test_loss"] < 2 * math.log(V)
+    with pytest.raises(ValueError, match="char-level"):
+        build_tasks(e, torch.device("cpu"), source=dataclasses.replace(corpus, level="word"))
 
 
 def test_mnist_splits_of_the_papers() -> None:
     images, labels = load_mnist_slice()
     arrays = MNISTArrays(images[:600], labels[:600], images[600:], labels[600:])
-    pooled = build_tasks(get("zhang2018-smnist-spectral"), torch.device("cpu"), mnist_source=arrays)
+    pooled = build_tasks(get("zhang2018-smnist-spectral"), torch.device("cpu"), source=arrays)
     assert (len(pooled.train), len(pooled.test)) == (800, 200)
-    held_out = build_tasks(get("vorontsov2017-smnist-m0.1"), torch.device("cpu"), mnist_source=arrays)
+    held_out = build_tasks(get("vorontsov2017-smnist-m0.1"), torch.device("cpu"), source=arrays)
     assert (len(held_out.train), len(held_out.validation), len(held_out.test)) == (500, 100, 400)
     assert held_out.train.inputs.shape[1:] == (784, 1)
 

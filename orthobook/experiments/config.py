@@ -192,8 +192,6 @@ class Experiment:
     reported: tuple[Reported, ...] = ()
     deviations: tuple[Deviation, ...] = ()
     sources: tuple[str, ...] = ()
-    runnable: bool = True
-    not_runnable_why: str = ""
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -263,5 +261,5 @@ class Experiment:
 RUN_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(Experiment)
-    if f.name not in ("paper", "title", "reported", "deviations", "sources", "runnable", "not_runnable_why")
+    if f.name not in ("paper", "title", "reported", "deviations", "sources")
 )

@@ -40,11 +40,10 @@ def _show(value: object) -> str:
 
 def listing(experiments: Sequence[Experiment]) -> str:
     """One line per configuration: name, task, T, model, constraint, start, paper steps."""
-    lines = [f"{'name':<38} {'task':<8} {'T':>6} {'model':<5} {'recurrent':<25} {'init':<10} {'steps':>7}  runs"]
+    lines = [f"{'name':<38} {'task':<8} {'T':>6} {'model':<5} {'recurrent':<25} {'init':<10} {'steps':>7}"]
     for e in experiments:
         constraint = e.recurrent if e.margin is None else f"{e.recurrent} m={e.margin:g}"
-        runs = "yes" if e.runnable else "no (see not_runnable_why)"
-        lines.append(f"{e.name:<38} {e.task:<8} {e.T:>6} {e.model:<5} {constraint:<25} {e.init:<10} {e.steps:>7}  {runs}")
+        lines.append(f"{e.name:<38} {e.task:<8} {e.T:>6} {e.model:<5} {constraint:<25} {e.init:<10} {e.steps:>7}")
     return "\n".join(lines)
 
 
@@ -135,7 +134,7 @@ def comparison_rows(experiments: Sequence[Experiment], store: Store) -> list[dic
     the budget the runs had (steps, wall time, device) and the verdict."""
     rows = []
     for e in experiments:
-        summaries = store.summaries(e) if e.runnable else []
+        summaries = store.summaries(e)
         for reported in e.reported:
             values = _values(reported.metric, summaries)
             if not values:
@@ -144,7 +143,7 @@ def comparison_rows(experiments: Sequence[Experiment], store: Store) -> list[dic
                 ours = success_interval(int(sum(values)), len(values))
             else:
                 ours = mean_interval(values) if len(values) > 1 else None
-            word, reason = verdict(reported, summaries) if e.runnable else ("not run", e.not_runnable_why)
+            word, reason = verdict(reported, summaries)
             rows.append(
                 {
                     "name": e.name,

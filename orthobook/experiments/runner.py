@@ -100,14 +100,15 @@ def run_group(
     budget: Budget = Budget(),
     device: str | None = None,
     batch: bool = True,
-    mnist_source: object = None,
+    source: object = None,
     progress: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``experiment`` for ``seeds`` and write one summary per seed into ``store``.
 
     A seed whose valid summary is already stored is skipped; a group that was killed
     resumes from its last checkpoint. With ``batch`` and an Elman-type model the seeds train
-    as one BatchedElmanRNN, else one after another.
+    as one BatchedElmanRNN, else one after another. ``source``: the data to use instead of
+    the download, as for :func:`~orthobook.experiments.build.build_tasks`.
 
     Returns:
         The summaries (stored or new), in the order of ``seeds``.
@@ -119,7 +120,7 @@ def run_group(
     if todo:
         groups = [todo] if batch and build.batchable(experiment) else [[s] for s in todo]
         for group in groups:
-            _train_group(experiment, group, store, budget, pick_device(device), mnist_source, progress)
+            _train_group(experiment, group, store, budget, pick_device(device), source, progress)
     return [store.summary(experiment, s) for s in seeds]
 
 
@@ -129,10 +130,10 @@ def _train_group(
     store: Store,
     budget: Budget,
     device: torch.device,
-    mnist_source: object,
+    source: object,
     progress: bool | None,
 ) -> None:
-    tasks = build.build_tasks(experiment, device, mnist_source=mnist_source)
+    tasks = build.build_tasks(experiment, device, source=source)
     models = [build.build_model(experiment, tasks.train, s).to(device) for s in seeds]
     module = build.batch_of(models, seeds)
     optimizers = build.build_optimizers(experiment, models)
