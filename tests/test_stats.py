@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -47,6 +48,18 @@ def test_difference_interval_is_welchs() -> None:
     assert iv.estimate == pytest.approx(a.mean() - b.mean())
     assert (iv.low, iv.high) == pytest.approx((iv.estimate - half, iv.estimate + half))
     assert iv.n == 9
+
+
+def test_a_sample_of_one_repeated_value_beside_another_warns_nothing() -> None:
+    """Five seeds at exactly the same value beside five that differ (chapter 4's recall at
+    chance, under other numerics): Welch's interval is the varied sample's alone, and scipy's
+    precision-loss warning does not reach the chapter's output."""
+    same, varied = [0.125] * 5, np.array([0.9, 1.0, 0.8, 0.95, 0.85])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iv = difference_interval(varied, same)
+        spread = mean_interval(varied)
+    assert (iv.low, iv.high) == pytest.approx((spread.low - 0.125, spread.high - 0.125))
 
 
 def test_success_interval_is_wilsons() -> None:
