@@ -410,10 +410,7 @@ class ClassificationTask:
             TypeError, ValueError: ``batch_size`` is not an int in ``1..len(self)``, or
                 ``device`` is not a device this machine has.
         """
-        device, on = _sampling(batch_size, generator, device)
-        if batch_size > len(self):
-            raise ValueError(f"batch_size must be at most the {len(self)} examples, got {batch_size}")
-        idx = torch.randperm(len(self), generator=generator, device=on)[:batch_size].to(self.inputs.device)
+        device, idx = _distinct(batch_size, len(self), "examples", generator, device, self.inputs.device)
         return self.inputs[idx].to(device), self.targets[idx].to(device)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -439,6 +436,17 @@ def _sampling(
     _checks.positive_int(batch_size, "batch_size")
     device = _checks.device(device)
     return device, (device if generator is None else generator.device)
+
+
+def _distinct(
+    batch_size: object, count: int, unit: str, generator: torch.Generator | None, device: object, where: torch.device
+) -> tuple[torch.device, torch.Tensor]:
+    """Check ``sample``'s arguments and draw ``batch_size`` distinct indices below ``count``
+    (Note [drawing device]), moved to ``where`` the data live; the batch's device and them."""
+    device, on = _sampling(batch_size, generator, device)
+    if batch_size > count:
+        raise ValueError(f"batch_size must be at most the {count} {unit}, got {batch_size}")
+    return device, torch.randperm(count, generator=generator, device=on)[:batch_size].to(where)
 
 
 class LanguageModelTask:
@@ -517,10 +525,7 @@ class LanguageModelTask:
             TypeError, ValueError: ``batch_size`` is not an int in ``1..len(self)``, or
                 ``device`` is not a device this machine has.
         """
-        device, on = _sampling(batch_size, generator, device)
-        if batch_size > len(self):
-            raise ValueError(f"batch_size must be at most the {len(self)} windows, got {batch_size}")
-        starts = torch.randperm(len(self), generator=generator, device=on)[:batch_size].to(self.stream.device)
+        device, starts = _distinct(batch_size, len(self), "windows", generator, device, self.stream.device)
         windows = self.stream[starts.unsqueeze(1) * self.T + torch.arange(self.T + 1, device=starts.device)]
         x = F.one_hot(windows[:, :-1], self._vocab_size).float()
         return x.to(device), windows[:, 1:].to(device)
