@@ -198,8 +198,18 @@ def comparison_table(experiments: Sequence[Experiment], store: Store, *, only_ru
 
 
 def paper_scale_hours(experiment: Experiment, summaries: Sequence[dict[str, Any]]) -> float | None:
-    """Hours that the paper's number of steps would take at the slowest measured rate of
-    ``summaries`` (steps per second of wall time, validation passes included, on the device
-    and threads they ran with); ``None`` without a measured rate."""
+    """Hours that the paper's number of steps would take on the device and threads that
+    ``summaries`` ran with, at their slowest measured rates; ``None`` without a measured rate.
+
+    With the training rate and the time of one validation pass recorded (runs stored since
+    they are), the estimate is ``steps / train_rate + (steps / eval_every) · validation_s``:
+    a short run validates far more often per step than the paper's run does, so its wall-clock
+    rate would overstate the cost. Older summaries give only the wall-clock rate, validation
+    passes included, and the estimate is ``steps / rate``.
+    """
+    if all(s.get("train_steps_per_s") and s.get("validation_s") is not None for s in summaries) and summaries:
+        train_rate = min(s["train_steps_per_s"] for s in summaries)
+        validation = max(s["validation_s"] for s in summaries)
+        return (experiment.steps / train_rate + experiment.steps / experiment.eval_every * validation) / 3600
     rates = [s["steps_per_s"] for s in summaries if s.get("steps_per_s")]
     return experiment.steps / min(rates) / 3600 if rates else None

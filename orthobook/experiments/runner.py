@@ -163,7 +163,9 @@ def _train_group(
     with bar:
         while not _finished(state, target, budget, started):
             goal = _next_goal(state["step"], chunk, target, experiment.steps_per_epoch if schedulers else None)
+            tic = time.perf_counter()
             histories = train(module, tasks.train, optimizers, goal, config)
+            state["train_s"] = state.get("train_s", 0.0) + time.perf_counter() - tic
             histories = histories if isinstance(histories, list) else [histories]
             bar.update(goal - state["step"])
             state["step"] = goal
@@ -172,7 +174,10 @@ def _train_group(
                     scheduler.step()
                 state["schedulers"] = [scheduler.state_dict() for scheduler in schedulers]
             if goal % experiment.eval_every == 0 or _finished(state, target, budget, started):
+                tic = time.perf_counter()
                 _select(experiment, models, tasks, state, histories, work)
+                state["validations"] = state.get("validations", 0) + 1
+                state["validation_s"] = state.get("validation_s", 0.0) + time.perf_counter() - tic
             state["elapsed"] = time.perf_counter() - started
             _save_progress(work, state)
     _write_summaries(experiment, seeds, models, tasks, state, store, budget, device, work)
@@ -263,6 +268,8 @@ def _write_summaries(
             "budget": str(budget),
             "wall_time_s": state["elapsed"],
             "steps_per_s": state["step"] / state["elapsed"] if state["elapsed"] > 0 else None,
+            "train_steps_per_s": state["step"] / state["train_s"] if state.get("train_s") else None,
+            "validation_s": state["validation_s"] / state["validations"] if state.get("validations") else None,
             "batched_with": seeds,
             "select": e.select,
             **provenance(device),
@@ -274,7 +281,7 @@ def _load_progress(work: Path, K: int) -> dict[str, Any]:
     path = work / "progress.json"
     if path.exists():
         return json.loads(path.read_text())
-    fresh = {"step": 0, "elapsed": 0.0, "models": [{"best": None, "stopped": False, "evals": []} for _ in range(K)]}
+    fresh = {"step": 0, "elapsed": 0.0, "train_s": 0.0, "validations": 0, "validation_s": 0.0, "models": [{"best": None, "stopped": False, "evals": []} for _ in range(K)]}
     (work / "checkpoint.pt").unlink(missing_ok=True)  # a checkpoint without progress is stale
     return fresh
 
