@@ -440,3 +440,20 @@ def test_the_book_finds_the_store_above_its_folder(tmp_path: Path, monkeypatch: 
     assert paper_scale_hours(SMOKE, summaries) == pytest.approx(expected / 3600)
     older = [{k: v for k, v in summary.items() if k not in ("train_steps_per_s", "validation_s")}]
     assert paper_scale_hours(SMOKE, older) == pytest.approx(SMOKE.steps / summary["steps_per_s"] / 3600)
+
+
+def test_evaluation_chunks_bound_the_states_and_keep_the_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = run_group(SMOKE, [0], Store(tmp_path / "whole"), budget=parse_budget("20steps"), progress=False)
+    chunks = []
+    evaluate = runner_module.evaluate
+
+    def spy(*args, **kwargs):
+        chunks.append(kwargs["chunk_size"])
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "evaluate", spy)
+    monkeypatch.setattr(runner_module, "_EVAL_STATES", 7 * SMOKE.T * SMOKE.hidden_size + 1)
+    chunked = run_group(SMOKE, [0], Store(tmp_path / "chunked"), budget=parse_budget("20steps"), progress=False)
+    assert chunks and set(chunks) == {7}  # 7 sequences of T · n states each per forward pass
+    for key, value in whole[0]["metrics"].items():
+        assert chunked[0]["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-7)

@@ -64,6 +64,7 @@ class Budget:
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 _WALL_CHUNK = 25
+_EVAL_STATES = 2**27  # numbers of state per evaluation chunk: 512 MB in float32
 
 
 def parse_budget(text: str | None) -> Budget:
@@ -196,10 +197,14 @@ def _finished(state: dict[str, Any], target: int, budget: Budget, started: float
     return budget.seconds is not None and time.perf_counter() - started >= budget.seconds
 
 
-def _score(module: torch.nn.Module, task: object, tasks: build.Tasks, seed: int, size: int) -> dict[str, Any]:
+def _score(e: Experiment, module: torch.nn.Module, task: object, tasks: build.Tasks, seed: int) -> dict[str, Any]:
+    # Sequences per forward pass: at most 1,000, and few enough that their states (T · n
+    # numbers each) stay under _EVAL_STATES; the copy task at T = 10,000 keeps 5 GB of
+    # states for 1,000 sequences at once.
+    chunk = max(1, min(1000, _EVAL_STATES // (e.T * e.hidden_size)))
     if tasks.synthetic:
-        return evaluate(module, task, batch_size=size, seed=seed)
-    return evaluate(module, task, batch_size=len(task), chunk_size=1000)
+        return evaluate(module, task, batch_size=e.eval_size, seed=seed, chunk_size=chunk)
+    return evaluate(module, task, batch_size=len(task), chunk_size=chunk)
 
 
 def _select(
@@ -217,7 +222,7 @@ def _select(
         if history.diverged_at is not None:
             record.update(stopped=True, diverged_at=history.diverged_at)
             continue
-        score = _score(model, tasks.validation, tasks, build.VALIDATION_SEED, e.eval_size)
+        score = _score(e, model, tasks.validation, tasks, build.VALIDATION_SEED)
         record["evals"].append({"step": state["step"], "loss": score["loss"], "accuracy": score["accuracy"]})
         keep = e.select == "last" or record["best"] is None or score["loss"] < record["best"]["loss"]
         if keep:
@@ -241,12 +246,12 @@ def _write_summaries(
     log = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     for k, (seed, model) in enumerate(zip(seeds, models)):
         record = state["models"][k]
-        last = _score(model, tasks.test, tasks, build.TEST_SEED, e.eval_size)
+        last = _score(e, model, tasks.test, tasks, build.TEST_SEED)
         selected = last
         selected_path = work / f"selected-{k}.pt"
         if selected_path.exists() and record["best"]["step"] != state["step"]:
             model.load_state_dict(torch.load(selected_path, map_location=device, weights_only=True))
-            selected = _score(model, tasks.test, tasks, build.TEST_SEED, e.eval_size)
+            selected = _score(e, model, tasks.test, tasks, build.TEST_SEED)
         metrics = {"test_loss": selected["loss"], "test_accuracy": selected["accuracy"]}
         if e.task in SUCCESS:
             key, level, _ = SUCCESS[e.task]
