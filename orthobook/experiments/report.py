@@ -159,7 +159,9 @@ def comparison_rows(experiments: Sequence[Experiment], store: Store) -> list[dic
                     "paper_steps": e.steps,
                     "wall_time_s": max((s["wall_time_s"] for s in summaries), default=None),
                     "steps_per_s": min((s["steps_per_s"] for s in summaries if s["steps_per_s"]), default=None),
+                    "budget": ", ".join(sorted({s["budget"] for s in summaries})) or None,
                     "device": summaries[0]["device_name"] if summaries else None,
+                    "device_type": summaries[0]["device"] if summaries else None,
                     "threads": summaries[0]["threads"] if summaries else None,
                     "verdict": word,
                     "reason": reason,
@@ -183,14 +185,18 @@ def comparison_table(experiments: Sequence[Experiment], store: Store, *, only_ru
     for row in comparison_rows(experiments, store):
         if only_run and not row["values"]:
             continue
-        budget = "—" if row["steps"] is None else f"{row['steps']}/{row['paper_steps']} steps, {row['wall_time_s']:.0f} s"
+        budget = "—"
+        if row["steps"] is not None:
+            budget = f"{row['steps']}/{row['paper_steps']} steps, {row['wall_time_s']:.0f} s ({row['budget']})"
+        device = "—" if row["device_type"] is None else f"{row['device_type']}, {row['threads']} thread(s)"
         rows.append(
             {
                 "configuration": row["name"],
                 "metric": row["metric"],
                 "paper": _show(row["paper_value"]) if row["paper_value"] is not None else "curve",
                 "ours (95 %)": _ours_text(row),
-                "budget": budget,
+                "budget (stated)": budget,
+                "device": device,
                 "verdict": row["verdict"],
             }
         )
