@@ -286,7 +286,8 @@ def _load_progress(work: Path, K: int) -> dict[str, Any]:
     path = work / "progress.json"
     if path.exists():
         return json.loads(path.read_text())
-    fresh = {"step": 0, "elapsed": 0.0, "train_s": 0.0, "validations": 0, "validation_s": 0.0, "models": [{"best": None, "stopped": False, "evals": []} for _ in range(K)]}
+    models = [{"best": None, "stopped": False, "evals": []} for _ in range(K)]
+    fresh = {"step": 0, "elapsed": 0.0, "train_s": 0.0, "validations": 0, "validation_s": 0.0, "models": models}
     (work / "checkpoint.pt").unlink(missing_ok=True)  # a checkpoint without progress is stale
     return fresh
 
