@@ -240,20 +240,19 @@ UNROLLED_SIZES = (64, 128)
 
 @group(
     "unrolled",
-    "training step of ElmanRNN (elu, the unrolled loop) vs ElmanRNN (tanh, the fused kernel) "
-    "from the same weights; n = 64, 128; target <= 1.5 at n = 64, T = 784, B = 64",
+    "training step of ElmanRNN (elu, once the unrolled loop, now orthobook.bptt) vs nn.RNN (tanh, the "
+    "fused kernel) from the same weights; n = 64, 128; target <= 1.5 at n = 64, T = 784, B = 64",
 )
 def unrolled_cases(settings: Settings) -> Iterator[Comparison]:
     sizes = settings.sizes if settings.quick else UNROLLED_SIZES
     for T in settings.seq_lens:
         x, y = _sequence_data(settings, T)
         for n in sizes:
-            models = [
-                ElmanRNN(1, n, 1, nonlinearity=f, generator=torch.Generator().manual_seed(n)).to(x.device)
-                for f in ("elu", "tanh")
-            ]
-            steps = [training_step(model, _adam(model), x, y) for model in models]
-            yield Comparison("ElmanRNN elu (unrolled)", n, T, settings.batch, steps[0], {"ElmanRNN tanh (fused)": steps[1]})
+            model = ElmanRNN(1, n, 1, nonlinearity="elu", generator=torch.Generator().manual_seed(n))
+            reference = _same_start(ElmanRNN(1, n, 1, generator=torch.Generator().manual_seed(n))).to(x.device)
+            ours = training_step(model.to(x.device), _adam(model), x, y)
+            baseline = {"nn.RNN tanh (fused)": training_step(reference, _adam(reference), x, y)}
+            yield Comparison("ElmanRNN elu", n, T, settings.batch, ours, baseline)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +411,7 @@ def _batched_step(models: list[ElmanRNN], x: torch.Tensor, y: torch.Tensor) -> S
     return step
 
 
-def _sequential_steps(models: list[ElmanRNN], x: torch.Tensor, y: torch.Tensor) -> Step:
+def _sequential_steps(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> Step:
     """One training step of each of the K models in turn, each with its own Adam."""
     steps = [training_step(model, _adam(model), x[k], y[k]) for k, model in enumerate(models)]
 
@@ -425,9 +424,10 @@ def _sequential_steps(models: list[ElmanRNN], x: torch.Tensor, y: torch.Tensor) 
 
 @group(
     "batched",
-    "training step of K ElmanRNNs (tanh) as one BatchedElmanRNN vs K ElmanRNN steps in turn; "
-    "seconds per model-step; K = 1..32, n = 64, 128, T = 100, B = 32 (--quick: K = 1, 2 at the quick "
-    "sizes); target <= 0.30 at K = 8, <= 0.15 at K = 32 (n = 64)",
+    "training step of K ElmanRNNs (tanh) as one BatchedElmanRNN vs K nn.RNN steps and K ElmanRNN steps "
+    "in turn (one ElmanRNN runs orthobook.bptt too, K = 1); seconds per model-step; K = 1..32, n = 64, 128, "
+    "T = 100, B = 32 (--quick: K = 1, 2 at the quick sizes); target <= 0.30 at K = 8, <= 0.15 at K = 32 "
+    "(n = 64) against nn.RNN",
 )
 def batched_cases(settings: Settings) -> Iterator[Comparison]:
     if settings.quick:
@@ -444,7 +444,10 @@ def batched_cases(settings: Settings) -> Iterator[Comparison]:
                 return [ElmanRNN(1, n, 1, generator=torch.Generator().manual_seed(k)).to(settings.device) for k in range(K)]
 
             ours = _batched_step(build(), x, y)
-            baseline = {f"{K} x ElmanRNN in turn": _sequential_steps(build(), x, y)}
+            baseline = {
+                f"{K} x nn.RNN in turn": _sequential_steps([_same_start(m).to(settings.device) for m in build()], x, y),
+                f"{K} x ElmanRNN in turn": _sequential_steps(build(), x, y),
+            }
             yield Comparison(f"BatchedElmanRNN K={K}", n, T, B, ours, baseline, models=K)
 
 
