@@ -38,14 +38,22 @@ __all__ = ["elman"]
 # batched over the K models. Only the recurrence is sequential: per step, one batched product
 # h_{t-1} Wᵀ (δ_{t+1} W backwards) into a contiguous (K, B, n) tensor and one elementwise f
 # (f') from it into the (K, T, B, n) buffer. Everything else is one product over all T·B
-# rows at once, read through views of that buffer: the input projection b + x_t Vᵀ and the
-# readout before and after the forward loop, G_t R, ∂L/∂W, ∂L/∂V, ∂L/∂R and the bias sums
-# after the backward one. (Writing a product straight into a strided (K, B, n) slice makes
-# torch multiply model by model, at K times the overhead, hence the contiguous step tensor.)
-# Measured on an idle 2-core CPU (one thread; n = 64, T = 100, B = 32; seconds per
-# model-step of training, benchmarks/run.py, group "batched"): 8.4, 6.0, 4.5, 4.1, 3.3,
-# 3.5 ms for K = 1, 2, 4, 8, 16, 32, against 16.4, 10.0, 6.6, 4.5, 4.9, 3.7 ms when the
-# per-step slices were of a (T, K, B, n) buffer and every product was taken per step.
+# rows at once, read through views of that buffer: the readout after the forward loop,
+# ∂L/∂W, ∂L/∂V, ∂L/∂R and the bias sums after the backward one, and the input projection
+# b + x_t Vᵀ of a layer with at least _NARROW input features before its loop. (Writing a
+# product straight into a strided (K, B, n) slice makes torch multiply model by model, at K
+# times the overhead, hence the contiguous step tensor.) A narrower input (the book's tasks
+# read 1 to 10 features) is projected inside the loop, into the step tensor before the
+# recurrent product is added to it, and G_t R likewise in the backward loop: over all T·B
+# rows at once such thin products pass a (K, T, B, n) array through memory for little
+# arithmetic, and torch's batched product runs shapes with an inner size of 1 (one input,
+# one output) far below its speed (an elementwise outer product replaces it). Measured on
+# an idle 2-core CPU (one thread; n = 64, T = 100, B = 32; seconds per model-step of
+# training, benchmarks/run.py, group "batched"): 8.4, 6.0, 4.5, 4.1, 3.3, 3.5 ms for K = 1,
+# 2, 4, 8, 16, 32, against 16.4, 10.0, 6.6, 4.5, 4.9, 3.7 ms when the per-step slices were
+# of a (T, K, B, n) buffer and every product was taken per step; projecting the one input
+# and G_t R inside the loops took K = 32 from 4.43 to 3.92 ms (medians of 11 interleaved
+# steps, against 17.6 ms for 32 nn.RNN steps in turn).
 
 # f(a_t) and f'(a_t) ⊙ g (read off h_t = f(a_t)) written into a given tensor, which may be
 # the argument itself: torch's own kernels, the derivatives as its autograd calls them.
@@ -73,6 +81,23 @@ def _rows(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.flatten(1, 2)
 
 
+# A layer with fewer input features than this projects its input step by step (Note [BPTT by hand]).
+_NARROW = 16
+
+
+def _narrow(V: torch.Tensor) -> bool:
+    return V.shape[-1] < _NARROW
+
+
+def _affine(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = bias + a @ b`` (``a @ b`` when ``bias`` is None) for (K, m, k) @ (K, k, p):
+    for k = 1 an elementwise outer product, several times faster than torch's batched
+    product of such shapes."""
+    if a.shape[-1] == 1:
+        return torch.mul(a, b, out=out) if bias is None else torch.addcmul(bias, a, b, out=out)
+    return torch.bmm(a, b, out=out) if bias is None else torch.baddbmm(bias, a, b, out=out)
+
+
 class _Elman(torch.autograd.Function):
     """K stacked Elman RNNs with a readout, forward and backward by hand (Note [BPTT by hand]).
 
@@ -88,11 +113,20 @@ class _Elman(torch.autograd.Function):
         inputs, states = X, []
         a = X.new_empty(K, B, layers[2].shape[-1])
         for V, b, W in (layers[i : i + 3] for i in range(0, len(layers), 3)):
-            H = _steps(T, B, torch.baddbmm(b, _rows(inputs), V.mT))  # b + x_t Vᵀ for every t
             Wt = W.mT.contiguous()  # products with a contiguous right operand are the fast ones
-            activate(H[:, 0], H[:, 0])
-            for t in range(1, T):  # into a contiguous a_t: a strided product is a slow one
-                activate(torch.baddbmm(H[:, t], H[:, t - 1], Wt, out=a), H[:, t])
+            if _narrow(V):  # b + x_t Vᵀ step by step, in the contiguous a_t
+                H = X.new_empty(K, T, B, W.shape[-1])
+                Vt = V.mT.contiguous()
+                for t in range(T):
+                    _affine(b, inputs[:, t], Vt, a)
+                    if t:
+                        a.baddbmm_(H[:, t - 1], Wt)
+                    activate(a, H[:, t])
+            else:  # b + x_t Vᵀ for every t in one product, then the steps
+                H = _steps(T, B, torch.baddbmm(b, _rows(inputs), V.mT))
+                activate(H[:, 0], H[:, 0])
+                for t in range(1, T):  # into a contiguous a_t: a strided product is a slow one
+                    activate(torch.baddbmm(H[:, t], H[:, t - 1], Wt, out=a), H[:, t])
             inputs = H
             states.append(H)
         ctx.nonlinearity = nonlinearity
@@ -108,26 +142,34 @@ class _Elman(torch.autograd.Function):
         states = rest[3 * depth :]
         derivative = _DERIVATIVE[ctx.nonlinearity]
         _, T, B, _ = X.shape
-        G = _rows(G.contiguous())
-        gR = G.mT @ _rows(states[-1])
-        gc = G.sum(1, keepdim=True)
-        delta = _steps(T, B, G @ R)  # ∂L/∂h_t from the readout; becomes δ_t in place
-        g_t = G.new_empty(delta[:, 0].shape)  # contiguous, as a above
+        G = G.contiguous()
+        gR = _rows(G).mT @ _rows(states[-1])
+        gc = _rows(G).sum(1, keepdim=True)
+        above = None  # ∂L/∂h_t from the layer above, (K, T, B, n); the readout's G_t R at the top
+        g = G.new_empty(*G.shape[:1], B, R.shape[-1])  # contiguous, as a in forward
         grads: list[torch.Tensor] = []
         gX = None
         for layer in range(depth - 1, -1, -1):
             V, _, W = triples[layer]
             H = states[layer]
-            derivative(delta[:, T - 1], H[:, T - 1], delta[:, T - 1])
-            for t in range(T - 2, -1, -1):
-                g = torch.baddbmm(delta[:, t], delta[:, t + 1], W, out=g_t)
-                derivative(g, H[:, t], delta[:, t])
+            delta = torch.empty_like(H)
+            for t in range(T - 1, -1, -1):
+                if above is None:
+                    _affine(None, G[:, t], R, g)
+                    if t < T - 1:
+                        g.baddbmm_(delta[:, t + 1], W)
+                elif t < T - 1:
+                    torch.baddbmm(above[:, t], delta[:, t + 1], W, out=g)
+                else:
+                    g.copy_(above[:, t])
+                derivative(g, H[:, t], delta[:, t])  # δ_t
             inputs = X if layer == 0 else states[layer - 1]
             D = _rows(delta)
             gW = _rows(delta[:, 1:]).mT @ _rows(H[:, :-1])  # Σ_t δ_tᵀ h_{t-1}: one product
-            grads = [D.mT @ _rows(inputs), D.sum(1, keepdim=True), gW, *grads]
+            gV = (_rows(inputs).mT @ D).mT if _narrow(V) else D.mT @ _rows(inputs)
+            grads = [gV, D.sum(1, keepdim=True), gW, *grads]
             if layer:
-                delta = _steps(T, B, D @ V)  # ∂L/∂h_t of the layer below
+                above = _steps(T, B, D @ V)  # ∂L/∂h_t of the layer below
             elif ctx.needs_input_grad[1]:
                 gX = _steps(T, B, D @ V)
         return None, gX, gR, gc, *grads

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from orthobook import bptt
 from orthobook.bptt import elman
 from orthobook.models import ElmanRNN
 from orthobook.parametrizations import spectral_margin
@@ -16,11 +17,16 @@ NONLINEARITIES = ("tanh", "relu", "elu", "identity")
 EPS64 = torch.finfo(torch.float64).eps
 
 
-@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
-def test_gradcheck_two_layers_with_input_gradient(nonlinearity):
-    """Note [BPTT by hand] against finite differences, every argument (the input x too)."""
+@pytest.mark.parametrize(
+    ("nonlinearity", "d", "n", "out"),
+    [(f, 2, 5, 3) for f in NONLINEARITIES] + [("tanh", 1, 5, 1), ("elu", bptt._NARROW, 5, 2)],
+)
+def test_gradcheck_two_layers_with_input_gradient(nonlinearity, d, n, out):
+    """Note [BPTT by hand] against finite differences, every argument (the input x too):
+    inputs narrower than bptt._NARROW projected step by step, one feature and one output
+    (outer products), and a first layer as wide as the threshold, projected in one product."""
     g = torch.Generator().manual_seed(1)
-    K, T, B, n, d, out = 2, 4, 3, 5, 2, 3
+    K, T, B = 2, 4, 3
 
     def tensor(*shape, scale=1.0):
         return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
