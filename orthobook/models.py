@@ -195,18 +195,16 @@ class ElmanRNN(nn.Module):
         _check_input(x, self.rnn.input_size)
         f = NONLINEARITIES[self.nonlinearity]
         layer_input = x
-        with parametrize.cached():
-            for layer, W in enumerate(self.recurrent_matrices()):
-                bias = getattr(self.rnn, f"bias_ih_l{layer}") + getattr(self.rnn, f"bias_hh_l{layer}")
-                drive = F.linear(layer_input, getattr(self.rnn, f"weight_ih_l{layer}"), bias)
-                h = x.new_zeros(x.shape[0], self.hidden_size)
-                states, preactivations = [], []
-                for drive_t in drive.unbind(1):
-                    a = torch.addmm(drive_t, h, W.T)
-                    h = f(a)
-                    preactivations.append(a)
-                    states.append(h)
-                layer_input = torch.stack(states, 1)
+        for V, b, W in self.layer_parameters():
+            drive = F.linear(layer_input, V, b.squeeze(0))
+            h = x.new_zeros(x.shape[0], self.hidden_size)
+            states, preactivations = [], []
+            for drive_t in drive.unbind(1):
+                a = torch.addmm(drive_t, h, W.T)
+                h = f(a)
+                preactivations.append(a)
+                states.append(h)
+            layer_input = torch.stack(states, 1)
         return Trajectory(self.readout(layer_input), states, preactivations)
 
 
